@@ -1,0 +1,127 @@
+"""The certstore error hierarchy.
+
+Every error a caller can provoke derives from :class:`CertStoreError`; leaves also inherit
+the matching built-in (``ValueError``, ``LookupError``...) so generic handlers still work.
+Each class carries a stable ``code`` (used by the CLI and the admin API as the problem type),
+an ``http_status`` for the API, and the data a caller needs (offending names, the rule).
+Messages say what is wrong *and* what to do about it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import ClassVar
+
+
+class CertStoreError(Exception):
+    """Root of every error raised by :mod:`certstore`."""
+
+    code: ClassVar[str] = "certstore-error"
+    http_status: ClassVar[int] = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def details(self) -> dict[str, object]:
+        """Structured fields for machine-readable output (problem+json, ``--json``)."""
+        return {}
+
+
+class InvalidInput(CertStoreError, ValueError):
+    """A value given by the caller is malformed (a name, a kind, a size...)."""
+
+    code = "invalid-input"
+    http_status = 422
+
+
+class InvalidName(InvalidInput):
+    """One or more DNS names are not valid; ``names`` lists every offending one."""
+
+    code = "invalid-name"
+
+    def __init__(self, message: str, *, names: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.names = tuple(names)
+
+    def details(self) -> dict[str, object]:
+        return {"names": list(self.names)}
+
+
+class InvalidCertificate(InvalidInput):
+    """A certificate, key or PKCS#12 file is refused.
+
+    ``rule`` names the rule that was broken (stable, e.g. ``"names-not-owned"``), ``names``
+    lists offending DNS names where the rule is about names.
+    """
+
+    code = "invalid-certificate"
+
+    def __init__(self, message: str, *, rule: str, names: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.names = tuple(names)
+
+    def details(self) -> dict[str, object]:
+        out: dict[str, object] = {"rule": self.rule}
+        if self.names:
+            out["names"] = list(self.names)
+        return out
+
+
+class NotFound(CertStoreError, LookupError):
+    """The named record does not exist (or is not visible to the caller)."""
+
+    code = "not-found"
+    http_status = 404
+
+    def __init__(self, kind: str, ident: str) -> None:
+        super().__init__(f"no {kind} with id {ident!r}")
+        self.kind = kind
+        self.ident = ident
+
+    def details(self) -> dict[str, object]:
+        return {"kind": self.kind, "id": self.ident}
+
+
+class Conflict(CertStoreError):
+    """The operation contradicts the store's current state."""
+
+    code = "conflict"
+    http_status = 409
+
+
+class DomainTaken(Conflict):
+    """A domain already belongs to an account; it can belong to only one (SNI routes on it)."""
+
+    code = "domain-taken"
+
+    def __init__(self, domain: str) -> None:
+        super().__init__(
+            f"domain {domain!r} already belongs to an account; a domain can belong to one "
+            "account only (remove it there first)"
+        )
+        self.domain = domain
+
+    def details(self) -> dict[str, object]:
+        return {"names": [self.domain]}
+
+
+class NoSigningChain(Conflict):
+    """A token was requested but the account has no signing chain chosen."""
+
+    code = "no-signing-chain"
+
+    def __init__(self, account_id: str) -> None:
+        super().__init__(
+            f"account {account_id} has no signing chain chosen in its PKI settings; generate "
+            "one (chain generate --purpose signing) or choose one (pki set-signing)"
+        )
+        self.account_id = account_id
+
+
+class StoreSetupError(CertStoreError):
+    """The store cannot be opened: not initialised, master key missing or wrong, bad schema."""
+
+    code = "store-setup"
+    http_status = 500

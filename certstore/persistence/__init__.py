@@ -1,0 +1,1 @@
+"""I/O for the certificate store: the SQLite database and the master key file."""

@@ -1,0 +1,171 @@
+"""Reading PKCS#12 / PFX files by the product page's password rules.
+
+The page requires "both the key pair and the keystore file ... password protected with the
+same password". ``cryptography`` reports every failure as one "Invalid password or PKCS12
+data", so this module looks at the PFX structure itself (RFC 7292) to say *which* rule failed:
+
+1. no password given, or the file opens without one -> ``password-missing``;
+2. the file's integrity MAC does not verify with the password -> ``wrong-password``;
+3. a private key stored unencrypted (a plain ``keyBag``) -> ``key-not-protected``;
+4. the MAC verifies but the key does not decrypt -> ``key-password-differs``.
+
+The MAC is checked with the PKCS#12 key derivation of RFC 7292 appendix B. Files using a MAC
+we cannot check (PBMAC1, RFC 9579) fall back to trying to open the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from asn1crypto import cms, pkcs12
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.hazmat.primitives.serialization import pkcs12 as crypto_pkcs12
+
+from certstore.errors import InvalidCertificate
+
+MAX_PKCS12_BYTES = 256 * 1024
+# A file could ask for billions of MAC iterations; refuse instead of burning a CPU for hours.
+MAX_MAC_ITERATIONS = 1_000_000
+_MAC_HASHES = {"sha1": "sha1", "sha224": "sha224", "sha256": "sha256",
+               "sha384": "sha384", "sha512": "sha512"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pkcs12Contents:
+    """The private key and every certificate found in a PKCS#12 file."""
+
+    key: PrivateKeyTypes
+    certificates: tuple[x509.Certificate, ...]
+
+
+def _refuse(message: str, rule: str) -> InvalidCertificate:
+    return InvalidCertificate(message, rule=rule)
+
+
+def _pkcs12_kdf(hash_name: str, password: bytes, salt: bytes, iterations: int, n: int) -> bytes:
+    """RFC 7292 appendix B.2 key derivation with ID 3 (MAC key)."""
+    u = hashlib.new(hash_name).digest_size
+    v = hashlib.new(hash_name).block_size
+
+    def stretch(data: bytes) -> bytes:
+        if not data:
+            return b""
+        length = v * -(-len(data) // v)
+        return (data * (length // len(data) + 1))[:length]
+
+    d = bytes([3]) * v
+    i = stretch(salt) + stretch(password)
+    out = b""
+    while len(out) < n:
+        a = hashlib.new(hash_name, d + i).digest()
+        for _ in range(iterations - 1):
+            a = hashlib.new(hash_name, a).digest()
+        out += a
+        b = int.from_bytes((a * (v // u + 1))[:v], "big") + 1
+        mask = (1 << (v * 8)) - 1
+        i = b"".join(
+            ((int.from_bytes(i[j : j + v], "big") + b) & mask).to_bytes(v, "big")
+            for j in range(0, len(i), v)
+        )
+    return out[:n]
+
+
+def _bmp_password_variants(password: bytes) -> list[bytes]:
+    text = password.decode("utf-8", errors="strict")
+    bmp = text.encode("utf-16-be") + b"\x00\x00"
+    # OpenSSL treats an empty password both as "no password" (empty P) and as "" (00 00).
+    return [bmp, b""] if not text else [bmp]
+
+
+def _mac_verifies(pfx: pkcs12.Pfx, password: bytes) -> bool | None:
+    """True/False when the MAC can be checked, None when its algorithm is not supported."""
+    mac_data = pfx["mac_data"]
+    algo = mac_data["mac"]["digest_algorithm"]["algorithm"].native
+    hash_name = _MAC_HASHES.get(algo)
+    if hash_name is None:
+        return None
+    iterations = mac_data["iterations"].native
+    if iterations > MAX_MAC_ITERATIONS:
+        raise _refuse(f"the file asks for {iterations} MAC iterations (more than "
+                      f"{MAX_MAC_ITERATIONS}); export it again with default settings",
+                      "unreadable")
+    salt = mac_data["mac_salt"].native
+    expected = mac_data["mac"]["digest"].native
+    content = pfx["auth_safe"]["content"].native
+    try:
+        variants = _bmp_password_variants(password)
+    except UnicodeDecodeError:
+        return False
+    for variant in variants:
+        key = _pkcs12_kdf(hash_name, variant, salt, iterations, hashlib.new(hash_name).digest_size)
+        if hmac.compare_digest(hmac.new(key, content, hash_name).digest(), expected):
+            return True
+    return False
+
+
+def _has_plain_key_bag(pfx: pkcs12.Pfx) -> bool:
+    """True if a private key is stored without encryption in an unencrypted safe."""
+    for info in pfx.authenticated_safe:
+        if info["content_type"].native != "data":
+            continue  # encrypted safes are protected by the file password as a whole
+        contents = pkcs12.SafeContents.load(info["content"].native)
+        if any(bag["bag_id"].native == "key_bag" for bag in contents):
+            return True
+    return False
+
+
+def _parse_structure(data: bytes) -> pkcs12.Pfx:
+    try:
+        pfx = pkcs12.Pfx.load(data)
+        # Force a full parse so structural errors surface here, not later.
+        pfx.native  # noqa: B018
+        if pfx["auth_safe"]["content_type"].native != "data":
+            raise ValueError("public-key integrity mode is not supported")
+        for info in pfx.authenticated_safe:
+            if not isinstance(info, cms.ContentInfo):
+                raise ValueError("unexpected content")
+    except Exception as e:
+        raise _refuse(f"the file is not a readable PKCS#12/PFX file ({e}); export the chain "
+                      "with its private key as .pfx or .p12", "not-pkcs12") from e
+    return pfx
+
+
+def read_pkcs12(data: bytes, password: bytes | None) -> Pkcs12Contents:
+    """Open a PKCS#12 file by the product's password rules, or raise InvalidCertificate."""
+    if len(data) > MAX_PKCS12_BYTES:
+        raise _refuse(f"the file is {len(data)} bytes; the limit is {MAX_PKCS12_BYTES} bytes",
+                      "too-large")
+    if not data:
+        raise _refuse("the file is empty", "empty")
+    pfx = _parse_structure(data)
+    has_mac = pfx["mac_data"].native is not None
+    if not has_mac or _mac_verifies(pfx, b"") is True:
+        raise _refuse("the file is not password-protected; export it again protecting both "
+                      "the file and the private key with one password", "password-missing")
+    if not password:
+        raise _refuse("the file is password-protected: give its password", "password-missing")
+    mac_ok = _mac_verifies(pfx, password)
+    if mac_ok is False:
+        raise _refuse("wrong password: the file's integrity check fails with the password "
+                      "given", "wrong-password")
+    if _has_plain_key_bag(pfx):
+        raise _refuse("the private key inside the file is not password-protected; export it "
+                      "again protecting the key with the file's password", "key-not-protected")
+    try:
+        loaded = crypto_pkcs12.load_pkcs12(data, password)
+    except Exception as e:
+        if mac_ok:
+            raise _refuse("the file's password is right, but its private key (or "
+                          "certificates) are protected with a different password; export it "
+                          "again with one password for both", "key-password-differs") from e
+        raise _refuse(f"the file cannot be opened with this password ({e})",
+                      "wrong-password") from e
+    if loaded.key is None:
+        raise _refuse("the file holds no private key; a private chain needs its key "
+                      "(certificates without a key are ignored)", "no-private-key")
+    certs = [loaded.cert.certificate] if loaded.cert is not None else []
+    certs += [c.certificate for c in loaded.additional_certs]
+    return Pkcs12Contents(key=loaded.key, certificates=tuple(certs))

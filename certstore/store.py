@@ -1,0 +1,477 @@
+"""The certificate store: every operation the CLI and the admin API offer.
+
+This class is the seam between the pure logic (names, chains, tokens, snapshot) and the
+database module. CPU-heavy work (key generation, PKCS#12 parsing, signing) runs in a worker
+thread with :func:`asyncio.to_thread`, never on the event loop. Every mutation validates
+first, then writes in one transaction that also appends to the change feed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import enum
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from certstore import tokens
+from certstore.authority import open_authority, seal_authority
+from certstore.ca import CertificateAuthority, Purpose, create_ca
+from certstore.chains import NewChain, check_names, prepare_generated, prepare_import
+from certstore.errors import (
+    Conflict,
+    InvalidInput,
+    InvalidName,
+    NoSigningChain,
+    NotFound,
+    StoreSetupError,
+)
+from certstore.keys import KeyType, check_key_type, key_from_der
+from certstore.model import (
+    Account,
+    Chain,
+    Change,
+    PkiSettings,
+    check_account_kind,
+    check_account_name,
+)
+from certstore.names import normalize_domain
+from certstore.persistence.sqlite import Database, Writer
+from certstore.sealing import Sealer, SealError, record_aad
+from certstore.snapshot import AccountEntry, ServedChain, Snapshot
+from certstore.trust import TrustStore
+
+_KEY_CHECK = b"certgate master key check v1"
+_KEY_CHECK_AAD = record_aad("meta", "key_check", "-")
+Clock = Callable[[], dt.datetime]
+
+
+class Unset(enum.Enum):
+    """Marks an argument that was not given (distinct from an explicit ``None``)."""
+
+    UNSET = enum.auto()
+
+
+UNSET = Unset.UNSET
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def new_id(prefix: str) -> str:
+    """A random record id such as ``acc_3f2a...`` (96 bits)."""
+    return f"{prefix}_{uuid.uuid4().hex[:24]}"
+
+
+def normalize_domains(raw: Iterable[str]) -> list[str]:
+    """Normalise domains, refusing with every invalid one listed; duplicates dropped."""
+    out: list[str] = []
+    bad: list[str] = []
+    for item in raw:
+        try:
+            name = normalize_domain(item)
+        except InvalidName:
+            bad.append(str(item))
+            continue
+        if name not in out:
+            out.append(name)
+    if bad:
+        raise InvalidName("not valid domains (plain DNS names, no wildcard, no IP address): "
+                          + ", ".join(repr(b) for b in bad), names=bad)
+    return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IssuedToken:
+    """A signed JWT and what signed it."""
+
+    token: str
+    expires_at: dt.datetime
+    kid: str
+    chain_id: str
+
+
+class CertStore(TrustStore):
+    """An open store. Create with :meth:`open` (or :meth:`initialize`), then :meth:`close`."""
+
+    def __init__(self, db: Database, sealer: Sealer, authority: CertificateAuthority, *,
+                 clock: Clock, token_issuer: str) -> None:
+        super().__init__(db, clock)
+        self._sealer = sealer
+        self._authority = authority
+        self._token_issuer = token_issuer
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @classmethod
+    async def initialize(cls, db_path: Path, master_key: bytes, *, clock: Clock = _utcnow,
+                         ca_key_type: KeyType = "rsa-3072",
+                         token_issuer: str = "certgate") -> tuple[CertStore, bool]:
+        """Create the schema, key check and built-in CA if missing; safe to run twice.
+
+        Returns the open store and whether anything was created.
+        """
+        sealer = Sealer(master_key)
+        db = await Database.open(db_path, create=True)
+        try:
+            created = False
+            if await db.meta("key_check") is None:
+                ca = await asyncio.to_thread(create_ca, now=clock(), key_type=ca_key_type)
+                sealed = seal_authority(ca, sealer)
+                async with db.write(clock()) as w:
+                    if await w.meta("key_check") is None:  # lost a race with another init
+                        await w.set_meta("key_check", sealer.seal(_KEY_CHECK, aad=_KEY_CHECK_AAD))
+                        await w.put_authority(*sealed)
+                        await w.change("ca.created", None, None)
+                        created = True
+            store = await cls._load(db, sealer, clock, token_issuer)
+        except BaseException:
+            await db.close()
+            raise
+        return store, created
+
+    @classmethod
+    async def open(cls, db_path: Path, master_key: bytes, *, clock: Clock = _utcnow,
+                   token_issuer: str = "certgate") -> CertStore:
+        """Open an initialised store; a clear error if it is not, or the key is wrong."""
+        sealer = Sealer(master_key)
+        db = await Database.open(db_path)
+        try:
+            return await cls._load(db, sealer, clock, token_issuer)
+        except BaseException:
+            await db.close()
+            raise
+
+    @classmethod
+    async def _load(cls, db: Database, sealer: Sealer, clock: Clock,
+                    token_issuer: str) -> CertStore:
+        check = await db.meta("key_check")
+        row = await db.authority()
+        if check is None or row is None:
+            raise StoreSetupError("the store is not initialised; run 'certgate init'")
+        try:
+            sealer.unseal(check, aad=_KEY_CHECK_AAD)
+        except SealError as e:
+            raise StoreSetupError("the master key does not match this database: use the key "
+                                  "file created with it (see master_key_file in the config)"
+                                  ) from e
+        authority = open_authority(row, sealer)
+        return cls(db, sealer, authority, clock=clock, token_issuer=token_issuer)
+
+    async def close(self) -> None:
+        """Close the database."""
+        await self._db.close()
+
+    @property
+    def ca_root(self) -> x509.Certificate:
+        """The built-in root certificate (what terminals are provisioned with)."""
+        return self._authority.root
+
+    # -- accounts and domains ----------------------------------------------------------------
+
+    async def create_account(self, *, name: str, kind: str, parent_id: str | None = None,
+                             domains: Iterable[str] = ()) -> Account:
+        """Create an account with its domains and a generated default signing chain."""
+        kind = check_account_kind(kind)
+        name = check_account_name(name)
+        names = normalize_domains(domains)
+        if kind == "vendor" and parent_id is not None:
+            raise InvalidInput("a vendor account cannot belong to another account")
+        signing = await self._generate("signing", None, f"{name} token signing", "ecdsa-p256")
+        account = Account(id=new_id("acc"), name=name, kind=kind, parent_id=parent_id,
+                          domains=tuple(names), created_at=self._clock())
+        async with self._db.write(self._clock()) as w:
+            if parent_id is not None:
+                parent = await w.account(parent_id)
+                if parent is None or parent.kind != "vendor":
+                    raise InvalidInput(f"parent {parent_id!r} is not a vendor account")
+            await w.insert_account(account)
+            for domain in names:
+                await w.insert_domain(account.id, domain)
+            chain_id = await self._insert_chain(w, account.id, signing)
+            await w.set_signing(account.id, chain_id)
+            await w.change("account.created", account.id, account.id)
+        return account
+
+    async def list_accounts(self, ids: Iterable[str] | None = None) -> list[Account]:
+        """All accounts, or those in ``ids``."""
+        return await self._db.accounts(ids)
+
+    async def get_account(self, account_id: str) -> Account:
+        """One account, or :class:`NotFound`."""
+        account = await self._db.account(account_id)
+        if account is None:
+            raise NotFound("account", account_id)
+        return account
+
+    async def customers_of(self, vendor_id: str) -> list[str]:
+        """Ids of a vendor's customer accounts."""
+        return await self._db.customers_of(vendor_id)
+
+    async def rename_account(self, account_id: str, name: str) -> Account:
+        """Change an account's name."""
+        name = check_account_name(name)
+        async with self._db.write(self._clock()) as w:
+            await self._account_in(w, account_id)
+            await w.rename_account(account_id, name)
+            await w.change("account.updated", account_id, account_id)
+        return await self.get_account(account_id)
+
+    async def delete_account(self, account_id: str) -> None:
+        """Delete an account with its domains, CAs and chains (a vendor must have no customers)."""
+        async with self._db.write(self._clock()) as w:
+            await self._account_in(w, account_id)
+            if await w.customers_of(account_id):
+                raise Conflict("the vendor still has customer accounts; delete or move them "
+                               "first")
+            await w.delete_account(account_id)
+            await w.change("account.deleted", account_id, account_id)
+
+    async def add_domain(self, account_id: str, domain: str) -> Account:
+        """Give a domain to an account (refused if any account owns it)."""
+        (name,) = normalize_domains([domain])
+        async with self._db.write(self._clock()) as w:
+            await self._account_in(w, account_id)
+            await w.insert_domain(account_id, name)
+            await w.change("domain.added", account_id, name)
+        return await self.get_account(account_id)
+
+    async def remove_domain(self, account_id: str, domain: str) -> Account:
+        """Remove a domain; chains naming it stop being served for it."""
+        (name,) = normalize_domains([domain])
+        async with self._db.write(self._clock()) as w:
+            await self._account_in(w, account_id)
+            if not await w.delete_domain(account_id, name):
+                raise NotFound("domain", name)
+            await w.change("domain.removed", account_id, name)
+        return await self.get_account(account_id)
+
+    # -- chains ------------------------------------------------------------------------------
+
+    async def import_chain(self, account_id: str, data: bytes, password: bytes | None) -> Chain:
+        """Import a PKCS#12/PFX chain by the product page's rules."""
+        account = await self.get_account(account_id)
+        new = await asyncio.to_thread(prepare_import, data=data, password=password,
+                                      domains=frozenset(account.domains), now=self._clock())
+        async with self._db.write(self._clock()) as w:
+            current = await self._account_in(w, account_id)
+            check_names(new.leaf, frozenset(current.domains))  # domains may have changed
+            for existing in await w.chains(account_id):
+                if existing.fingerprint_sha256 == new.leaf.fingerprint_sha256:
+                    raise Conflict(f"this certificate is already stored as chain {existing.id}")
+            chain_id = await self._insert_chain(w, account_id, new)
+            await w.change("chain.imported", account_id, chain_id)
+        return await self.get_chain(chain_id)
+
+    async def generate_chain(self, account_id: str, *, purpose: str, domain: str | None = None,
+                             key_type: str = "ecdsa-p256") -> Chain:
+        """Generate a chain with the built-in CA.
+
+        ``tls`` needs one of the account's domains; ``signing`` takes no domain and becomes
+        the account's signing chain (generating again replaces the default).
+        """
+        kt = check_key_type(key_type)
+        account = await self.get_account(account_id)
+        if purpose == "tls":
+            if domain is None:
+                raise InvalidInput("a TLS chain needs one of the account's domains")
+            (name,) = normalize_domains([domain])
+            if name not in account.domains:
+                raise InvalidName(f"{name!r} is not a domain of the account", names=[name])
+            new = await self._generate("tls", name, name, kt)
+        elif purpose == "signing":
+            if domain is not None:
+                raise InvalidInput("a signing chain takes no domain")
+            new = await self._generate("signing", None, f"{account.name} token signing", kt)
+        else:
+            raise InvalidInput(f"purpose must be 'tls' or 'signing', got {purpose!r}")
+        async with self._db.write(self._clock()) as w:
+            current = await self._account_in(w, account_id)
+            if new.purpose == "tls" and not set(new.dns_names) <= set(current.domains):
+                raise InvalidName("the domain was removed from the account meanwhile",
+                                  names=new.dns_names)
+            chain_id = await self._insert_chain(w, account_id, new)
+            if new.purpose == "signing":
+                await w.set_signing(account_id, chain_id)
+            await w.change("chain.generated", account_id, chain_id)
+        return await self.get_chain(chain_id)
+
+    async def list_chains(self, account_id: str) -> list[Chain]:
+        """An account's chains (public data only)."""
+        await self.get_account(account_id)
+        return await self._db.chains(account_id)
+
+    async def get_chain(self, chain_id: str, account_id: str | None = None) -> Chain:
+        """One chain; with ``account_id``, only if it belongs to that account."""
+        chain = await self._db.chain(chain_id)
+        if chain is None or (account_id is not None and chain.account_id != account_id):
+            raise NotFound("chain", chain_id)
+        return chain
+
+    async def delete_chain(self, chain_id: str, account_id: str | None = None) -> None:
+        """Delete a chain; it stops being served, and bindings or signing choice on it go."""
+        async with self._db.write(self._clock()) as w:
+            chain = await w.chain(chain_id)
+            if chain is None or (account_id is not None and chain.account_id != account_id):
+                raise NotFound("chain", chain_id)
+            await w.delete_chain(chain_id)
+            await w.change("chain.deleted", chain.account_id, chain_id)
+
+    # -- PKI settings and tokens -------------------------------------------------------------
+
+    async def pki(self, account_id: str) -> PkiSettings:
+        """An account's PKI settings."""
+        await self.get_account(account_id)
+        return await self._db.pki(account_id)
+
+    async def update_pki(self, account_id: str, *, signing_chain_id: str | Unset | None = UNSET,
+                         tls_bindings: Mapping[str, str | None] | None = None,
+                         replace_bindings: bool = False) -> PkiSettings:
+        """Choose/clear the signing chain and set/remove TLS bindings, in one transaction.
+
+        ``signing_chain_id``: ``UNSET`` leaves it, ``None`` clears it. ``tls_bindings`` maps a
+        domain to a chain id (``None`` removes the binding); ``replace_bindings`` drops every
+        binding not named.
+        """
+        bindings = {normalize_domains([d])[0]: c for d, c in (tls_bindings or {}).items()}
+        async with self._db.write(self._clock()) as w:
+            account = await self._account_in(w, account_id)
+            chains = {c.id: c for c in await w.chains(account_id)}
+            if not isinstance(signing_chain_id, Unset):
+                if signing_chain_id is not None and signing_chain_id not in chains:
+                    raise NotFound("chain", signing_chain_id)
+                await w.set_signing(account_id, signing_chain_id)
+            if replace_bindings:
+                for domain, _ in (await w.pki(account_id)).tls_bindings:
+                    bindings.setdefault(domain, None)
+            for domain, chain_id in bindings.items():
+                if domain not in account.domains:
+                    raise InvalidName(f"{domain!r} is not a domain of the account",
+                                      names=[domain])
+                if chain_id is not None:
+                    _check_binding(domain, chains.get(chain_id), chain_id)
+                await w.set_binding(account_id, domain, chain_id)
+            await w.change("pki.updated", account_id, account_id)
+        return await self._db.pki(account_id)
+
+    async def issue_token(self, account_id: str, *, subject: str, audience: str | None = None,
+                          ttl_s: int = tokens.DEFAULT_TTL_S) -> IssuedToken:
+        """Sign a JWT with the account's chosen signing chain (:class:`NoSigningChain` if none)."""
+        settings = await self.pki(account_id)
+        if settings.signing_chain_id is None:
+            raise NoSigningChain(account_id)
+        chain = await self.get_chain(settings.signing_chain_id)
+        key_der = self._sealer.unseal(await self._sealed(chain.id),
+                                      aad=record_aad("chain", chain.id, account_id))
+        certs = x509.load_pem_x509_certificates(chain.chain_pem.encode())
+        token, expires = await asyncio.to_thread(
+            tokens.issue, key=key_from_der(key_der), chain=certs, issuer=self._token_issuer,
+            account_id=account_id, subject=subject, audience=audience, ttl_s=ttl_s,
+            now=self._clock())
+        return IssuedToken(token=token, expires_at=expires, kid=tokens.key_id(certs[0]),
+                           chain_id=chain.id)
+
+    async def jwks(self, account_id: str) -> dict[str, list[dict[str, Any]]]:
+        """The keys that verify the account's tokens: the chosen chain, then other valid
+        signing chains (so tokens signed before a rotation keep verifying until they expire).
+        """
+        settings = await self.pki(account_id)
+        now = self._clock()
+        chosen = [settings.signing_chain_id] if settings.signing_chain_id else []
+        others = [c.id for c in await self._db.chains(account_id, purpose="signing")
+                  if c.valid_at(now) and c.id not in chosen]
+        keys = []
+        for chain_id in [*chosen, *others]:
+            chain = await self.get_chain(chain_id)
+            keys.append(tokens.jwk(x509.load_pem_x509_certificates(chain.chain_pem.encode())))
+        return {"keys": keys}
+
+    # -- feed and snapshot (for the gateway) -------------------------------------------------
+
+    async def last_seq(self) -> int:
+        """Sequence number of the latest committed change."""
+        return await self._db.last_seq()
+
+    async def changes_since(self, seq: int, limit: int = 1000) -> list[Change]:
+        """Committed changes after ``seq``."""
+        return await self._db.changes_since(seq, limit)
+
+    async def account_entries(self, account_ids: Iterable[str] | None = None
+                              ) -> list[AccountEntry]:
+        """Snapshot input for the given accounts (all when None); missing ones are absent."""
+        ids = None if account_ids is None else list(account_ids)
+        accounts = await self._db.accounts(ids)
+        served: dict[str, list[ServedChain]] = {}
+        for chain, sealed in await self._db.served_rows(ids):
+            served.setdefault(chain.account_id, []).append(_served(chain, sealed))
+        bindings: dict[str, dict[str, str]] = {}
+        for acc, domain, chain_id in await self._db.all_bindings():
+            bindings.setdefault(acc, {})[domain] = chain_id
+        return [AccountEntry(account_id=a.id, domains=frozenset(a.domains),
+                             bindings=bindings.get(a.id, {}),
+                             chains=tuple(served.get(a.id, ()))) for a in accounts]
+
+    async def snapshot(self) -> Snapshot:
+        """A full selection snapshot; its ``seq`` is read first, so no change is missed."""
+        seq = await self._db.last_seq()
+        return Snapshot.build(await self.account_entries(), seq=seq)
+
+    def open_key(self, served: ServedChain) -> bytes:
+        """The PKCS#8 DER key of a served chain, for building a TLS context in memory."""
+        return self._sealer.unseal(served.sealed_key,
+                                   aad=record_aad("chain", served.chain_id, served.account_id))
+
+    # -- internals ---------------------------------------------------------------------------
+
+    async def _account_in(self, w: Writer, account_id: str) -> Account:
+        account = await w.account(account_id)
+        if account is None:
+            raise NotFound("account", account_id)
+        return account
+
+    async def _sealed(self, chain_id: str) -> bytes:
+        sealed = await self._db.sealed_key(chain_id)
+        if sealed is None:
+            raise NotFound("chain", chain_id)
+        return sealed
+
+    async def _generate(self, purpose: Purpose, domain: str | None, common_name: str,
+                        key_type: KeyType) -> NewChain:
+        return await asyncio.to_thread(prepare_generated, authority=self._authority,
+                                       purpose=purpose, domain=domain, common_name=common_name,
+                                       key_type=key_type, now=self._clock())
+
+    async def _insert_chain(self, w: Writer, account_id: str, new: NewChain) -> str:
+        chain_id = new_id("chn")
+        leaf = new.leaf
+        chain = Chain(id=chain_id, account_id=account_id, purpose=new.purpose,
+                      origin=new.origin, key_type=new.key_type, dns_names=new.dns_names,
+                      subject=leaf.subject, issuer=leaf.issuer, serial=leaf.serial,
+                      not_before=leaf.not_before, not_after=leaf.not_after,
+                      fingerprint_sha256=leaf.fingerprint_sha256, chain_pem=new.chain_pem,
+                      created_at=self._clock())
+        sealed = self._sealer.seal(new.key_der, aad=record_aad("chain", chain_id, account_id))
+        await w.insert_chain(chain, sealed)
+        return chain_id
+
+
+def _check_binding(domain: str, chain: Chain | None, chain_id: str) -> None:
+    if chain is None:
+        raise NotFound("chain", chain_id)
+    if chain.purpose != "tls" or not ({domain, "*." + domain} & set(chain.dns_names)):
+        raise InvalidInput(f"chain {chain_id} is not a TLS chain for {domain!r} (its names: "
+                           f"{', '.join(chain.dns_names) or 'none'})")
+
+
+def _served(chain: Chain, sealed: bytes) -> ServedChain:
+    return ServedChain(chain_id=chain.id, account_id=chain.account_id, names=chain.dns_names,
+                       not_before_ts=chain.not_before.timestamp(),
+                       not_after_ts=chain.not_after.timestamp(),
+                       chain_pem=chain.chain_pem.encode(), sealed_key=sealed,
+                       key_type=chain.key_type, fingerprint_sha256=chain.fingerprint_sha256)
