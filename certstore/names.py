@@ -90,6 +90,10 @@ def normalize_name(raw: str, *, allow_wildcard: bool = False) -> str:
         raise InvalidName(f"{raw!r} needs at least two labels (a name under a TLD)",
                           names=[raw])
     out = ".".join(_to_a_label(label, raw) for label in labels)
+    if out.rpartition(".")[2].isdigit():
+        # RFC 3696 section 2: a top-level label is never all-numeric (1.2.3 is no host name).
+        raise InvalidName(f"{raw!r} ends in an all-numeric label; it is not a DNS name",
+                          names=[raw])
     if wildcard:
         out = "*." + out
     if len(out) > _MAX_NAME_LENGTH:

@@ -55,8 +55,8 @@ class TrustStore:
             inserted = [r.id for r in records if await w.insert_trusted_ca(r)]
             for ca_id in inserted:
                 await w.change("trusted_ca.imported", account_id, ca_id)
-        wanted = {r.fingerprint_sha256 for r in records}
-        return [r for r in await self._db.trusted_cas(account_id) if r.fingerprint_sha256 in wanted]
+        stored = {r.fingerprint_sha256: r for r in await self._db.trusted_cas(account_id)}
+        return list({r.fingerprint_sha256: stored[r.fingerprint_sha256] for r in records}.values())
 
     async def list_trusted_cas(self, account_id: str) -> list[TrustedCA]:
         """An account's trusted CAs."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -71,7 +72,7 @@ class _Reads:
         if ids is not None:
             args = list(ids)
             sql += f" WHERE id IN ({','.join('?' * len(args))})"
-        rows = await self._all(sql + " ORDER BY created_at, id", args)
+        rows = await self._all(sql + " ORDER BY rowid", args)
         domains: dict[str, list[str]] = {}
         dsql = "SELECT account_id, name FROM domains"
         if ids is not None:
@@ -102,7 +103,7 @@ class _Reads:
         return [_trusted(r) for r in await self._all(
             "SELECT id, account_id, fingerprint, subject, issuer, serial, not_before, "
             "not_after, is_ca, pem, created_at FROM trusted_cas WHERE account_id = ? "
-            "ORDER BY created_at, id", (account_id,))]
+            "ORDER BY rowid", (account_id,))]
 
     async def chains(self, account_id: str | None = None, *,
                      purpose: str | None = None) -> list[Chain]:
@@ -117,7 +118,7 @@ class _Reads:
         sql = f"SELECT {_CHAIN_COLUMNS} FROM chains"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        return [_chain(r) for r in await self._all(sql + " ORDER BY created_at, id", args)]
+        return [_chain(r) for r in await self._all(sql + " ORDER BY rowid", args)]
 
     async def chain(self, chain_id: str) -> Chain | None:
         """One chain's public data, or None."""
@@ -290,6 +291,10 @@ class Database(_Reads):
         """Open (and migrate) the database; it must exist unless ``create``."""
         if not create and not path.exists():
             raise StoreSetupError(f"no certgate database at {path}; run 'certgate init' first")
+        if create and not path.exists():
+            # Created 0600 up front: SQLite gives its -wal/-shm files the database's mode.
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         try:
             write = await aiosqlite.connect(path, isolation_level=None)
         except sqlite3.Error as e:

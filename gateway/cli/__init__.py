@@ -1,0 +1,20 @@
+"""The ``certgate`` command line: store administration, and ``serve``."""
+
+from __future__ import annotations
+
+import click
+
+from gateway.cli.common import CliState
+from gateway.cli.store_cmds import register
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-c", "--config", "config_path", metavar="FILE",
+              help="Config file (default: $CERTGATE_CONFIG, else ./certgate.yaml).")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None) -> None:
+    """certgate: a TLS-terminating gateway with a multi-tenant certificate store."""
+    ctx.obj = CliState(config_path=config_path)
+
+
+register(main)
