@@ -9,6 +9,7 @@ ECDSA P-256 and can be RSA-2048 for those terminals.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from dataclasses import dataclass
 from typing import Literal
 
@@ -89,7 +90,8 @@ def create_ca(*, now: dt.datetime, key_type: KeyType = "rsa-3072",
 
 
 def issue_chain(ca: CertificateAuthority, *, purpose: Purpose, common_name: str,
-                dns_name: str | None, key_type: KeyType, now: dt.datetime) -> IssuedChain:
+                dns_name: str | None, key_type: KeyType, now: dt.datetime,
+                ip_addresses: tuple[str, ...] = ()) -> IssuedChain:
     """Generate a key and a leaf signed by the issuing CA.
 
     ``tls``: SAN = ``dns_name``, server-auth EKU. ``signing``: digital-signature key usage
@@ -117,8 +119,10 @@ def issue_chain(ca: CertificateAuthority, *, purpose: Purpose, common_name: str,
     if tls:
         if dns_name is None:
             raise ValueError("a TLS chain needs a DNS name")
+        sans: list[x509.GeneralName] = [x509.DNSName(dns_name)]
+        sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
         builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(dns_name)]), critical=False
+            x509.SubjectAlternativeName(sans), critical=False
         ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
     leaf = builder.sign(ca.issuing_key, hashes.SHA256())
     return IssuedChain(key=key, certificates=(leaf, ca.issuing))

@@ -144,6 +144,14 @@ class Snapshot:
                         return chain
         return None
 
+    def chains(self) -> list[ServedChain]:
+        """Every chain that serves at least one name (each once)."""
+        seen: dict[str, ServedChain] = {}
+        for candidates in (*self._exact.values(), *self._wild.values()):
+            for chain in candidates:
+                seen.setdefault(chain.chain_id, chain)
+        return list(seen.values())
+
     def owner(self, domain: str) -> str | None:
         """The account owning ``domain``, if any."""
         return self._owners.get(domain.lower().rstrip("."))

@@ -21,7 +21,7 @@ from cryptography import x509
 
 from certstore import tokens
 from certstore.authority import open_authority, seal_authority
-from certstore.ca import CertificateAuthority, Purpose, create_ca
+from certstore.ca import CertificateAuthority, Purpose, create_ca, issue_chain
 from certstore.chains import NewChain, check_names, prepare_generated, prepare_import
 from certstore.errors import (
     Conflict,
@@ -31,7 +31,7 @@ from certstore.errors import (
     NotFound,
     StoreSetupError,
 )
-from certstore.keys import KeyType, check_key_type, key_from_der
+from certstore.keys import KeyType, check_key_type, key_from_der, key_to_der
 from certstore.model import (
     Account,
     Chain,
@@ -45,6 +45,7 @@ from certstore.persistence.sqlite import Database, Writer
 from certstore.sealing import Sealer, SealError, record_aad
 from certstore.snapshot import AccountEntry, ServedChain, Snapshot
 from certstore.trust import TrustStore
+from certstore.x509info import describe, to_pem
 
 _KEY_CHECK = b"certgate master key check v1"
 _KEY_CHECK_AAD = record_aad("meta", "key_check", "-")
@@ -106,6 +107,20 @@ class CertStore(TrustStore):
         self._sealer = sealer
         self._authority = authority
         self._token_issuer = token_issuer
+        db.on_commit(self._notify)
+        self._watchers: list[Callable[[], None]] = []
+
+    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` after every commit made through this store object (the
+        gateway's follower wakes at once for changes made in its own process; other
+        processes' changes are found by polling :meth:`last_seq`). Returns an unsubscriber.
+        """
+        self._watchers.append(callback)
+        return lambda: self._watchers.remove(callback)
+
+    def _notify(self) -> None:
+        for callback in list(self._watchers):
+            callback()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -421,6 +436,28 @@ class CertStore(TrustStore):
         """A full selection snapshot; its ``seq`` is read first, so no change is missed."""
         seq = await self._db.last_seq()
         return Snapshot.build(await self.account_entries(), seq=seq)
+
+    async def served_chain(self, chain_id: str) -> ServedChain:
+        """One chain as the gateway serves it (for a configured default chain)."""
+        chain = await self.get_chain(chain_id)
+        return _served(chain, await self._sealed(chain_id))
+
+    async def ephemeral_chain(self, *, name: str, ip_addresses: tuple[str, ...] = (),
+                              key_type: KeyType = "rsa-2048") -> tuple[ServedChain, bytes]:
+        """A chain from the built-in CA that is never stored: the gateway's default for
+        clients without SNI when the config names none (RSA: old terminals want it).
+        Returns the chain and its PKCS#8 DER key.
+        """
+        issued = await asyncio.to_thread(issue_chain, self._authority, purpose="tls",
+                                         common_name=name, dns_name=name, key_type=key_type,
+                                         now=self._clock(), ip_addresses=ip_addresses)
+        leaf = describe(issued.certificates[0])
+        served = ServedChain(chain_id="default", account_id="", names=(name,),
+                             not_before_ts=leaf.not_before.timestamp(),
+                             not_after_ts=leaf.not_after.timestamp(),
+                             chain_pem=to_pem(issued.certificates).encode(), sealed_key=b"",
+                             key_type=key_type, fingerprint_sha256=leaf.fingerprint_sha256)
+        return served, key_to_der(issued.key)
 
     def open_key(self, served: ServedChain) -> bytes:
         """The PKCS#8 DER key of a served chain, for building a TLS context in memory."""

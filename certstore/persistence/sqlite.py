@@ -13,7 +13,7 @@ import datetime as dt
 import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -285,6 +285,11 @@ class Database(_Reads):
         super().__init__(read)
         self._write = write
         self._lock = asyncio.Lock()
+        self._on_commit: list[Callable[[], None]] = []
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` after each committed write transaction."""
+        self._on_commit.append(callback)
 
     @classmethod
     async def open(cls, path: Path, *, create: bool = False) -> Database:
@@ -325,6 +330,8 @@ class Database(_Reads):
                 await self._write.execute("ROLLBACK")
                 raise
             await self._write.execute("COMMIT")
+        for callback in self._on_commit:
+            callback()
 
 
 async def _configure(conn: aiosqlite.Connection) -> None:

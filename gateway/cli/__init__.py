@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from gateway.cli.common import CliState
+from gateway.cli.serve_cmd import serve_cmd
 from gateway.cli.store_cmds import register
 
 
@@ -18,3 +19,4 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 
 
 register(main)
+main.add_command(serve_cmd)

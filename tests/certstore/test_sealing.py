@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from certstore.errors import StoreSetupError
-from certstore.sealing import SealError, Sealer, record_aad
+from certstore.sealing import Sealer, SealError, record_aad
 
 AAD = record_aad("chain", "chn_1", "acc_1")
 

@@ -1,0 +1,70 @@
+"""``certgate serve``: run the gateway, in one process or N workers sharing the ports."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+from types import FrameType
+
+import click
+
+from certstore.errors import CertStoreError
+from gateway.cli.common import CliState, fail
+from gateway.config import find_config
+from gateway.errors import GatewayError
+from gateway.server import serve
+
+
+def _run_one(state: CliState) -> None:
+    path = find_config(state.config_path)
+    config = state.config()
+    try:
+        import uvloop  # optional: a faster event loop where installed
+    except ImportError:
+        runner = asyncio.Runner()
+    else:
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    try:
+        with runner:
+            runner.run(serve(config, config_path=path))
+    except (CertStoreError, GatewayError) as e:
+        fail(str(e))
+
+
+def _run_workers(state: CliState, workers: int) -> None:
+    state.config()  # fail here, once, on a bad config
+    argv = [sys.executable, "-m", "gateway.cli"]
+    if state.config_path:
+        argv += ["--config", state.config_path]
+    argv += ["serve", "--workers", "1"]
+    children = [subprocess.Popen(argv) for _ in range(workers)]
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    codes = [child.wait() for child in children]
+    if any(codes):
+        fail(f"worker exit codes: {codes}")
+
+
+@click.command("serve")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Processes sharing the ports (SO_REUSEPORT), each following the store.")
+@click.pass_obj
+def serve_cmd(state: CliState, workers: int) -> None:
+    """Terminate TLS on every configured listener until SIGTERM."""
+    logging.basicConfig(level=os.environ.get("CERTGATE_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    if workers == 1:
+        _run_one(state)
+    else:
+        _run_workers(state, workers)

@@ -1,0 +1,263 @@
+"""The running gateway: listeners, the change-feed follower, the admin listener, signals.
+
+``serve(config)`` runs until SIGTERM/SIGINT (or ``shutdown_trigger``): it stops accepting,
+lets in-flight requests finish within ``graceful_timeout_s``, then exits. SIGHUP re-reads the
+config file: listeners that changed are replaced (the new socket binds beside the old one
+with SO_REUSEPORT before the old one stops accepting), removed ones drained, new ones started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import signal
+import socket
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+
+from aiohttp import web
+
+from certstore.errors import NotFound
+from certstore.persistence.keyfile import read_master_key
+from certstore.snapshot import ServedChain
+from certstore.store import CertStore
+from gateway.admin.app import create_app
+from gateway.config import Config, ListenerConfig, load_config
+from gateway.errors import ConfigError
+from gateway.listener import Listener, open_socket
+from gateway.observe import Metrics, setup_access_log
+from gateway.reload import Follower
+from gateway.tls.contexts import ChainContext, ContextCache, chain_context
+from gateway.tls.selector import SnapshotRef
+
+log = logging.getLogger("certgate")
+DEFAULT_NAME = "default.certgate.invalid"  # RFC 2606 .invalid: never a tenant's name
+
+
+def _bind_ips(binds: list[str]) -> tuple[str, ...]:
+    ips = []
+    for bind in binds:
+        host = bind.rpartition(":")[0].strip("[]")
+        with contextlib.suppress(ValueError):
+            if not ipaddress.ip_address(host).is_unspecified:
+                ips.append(host)
+    return tuple(dict.fromkeys(ips))
+
+
+class Gateway:
+    """All running parts of one gateway process."""
+
+    def __init__(self, config: Config, store: CertStore, *, reuse_port: bool) -> None:
+        self.config = config
+        self.store = store
+        self.ref = SnapshotRef(snapshot=None)  # type: ignore[arg-type]  # set in start()
+        self.cache = ContextCache(store.open_key, config.context_cache_size)
+        self.metrics = Metrics(lambda: self.ref.snapshot)
+        self.listeners: dict[str, Listener] = {}
+        self._reuse_port = reuse_port
+        self._follower_task: asyncio.Task[None] | None = None
+        self._admin: web.AppRunner | None = None
+        self._admin_sock: socket.socket | None = None
+        self._generated_default: tuple[ServedChain, bytes] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Coroutine[object, object, None]) -> None:
+        """Run ``coro`` in the background, keeping a reference until it ends."""
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @classmethod
+    async def start(cls, config: Config, *, reuse_port: bool = True) -> Gateway:
+        """Open the store, build the snapshot, start every listener and the admin API."""
+        store = await CertStore.open(config.database_path,
+                                     read_master_key(config.master_key_path),
+                                     token_issuer=config.token_issuer)
+        gateway = cls(config, store, reuse_port=reuse_port)
+        try:
+            await gateway._start()
+        except BaseException:
+            await gateway.close()
+            raise
+        return gateway
+
+    async def _start(self) -> None:
+        started = time.monotonic()
+        self.ref.snapshot = await self.store.snapshot()
+        follower = Follower(self.store, self.ref, on_accounts_changed=self._changed,
+                            on_reload=lambda _s: self.metrics.reloads.inc())
+        self._follower_task = asyncio.create_task(follower.run(), name="certgate-follower")
+        for cfg in self.config.listeners:
+            await self._start_listener(cfg)
+        if self.config.admin is not None:
+            await self._start_admin()
+        log.info("certgate started %d listener(s) in %.0f ms", len(self.listeners),
+                 (time.monotonic() - started) * 1000)
+
+    def _changed(self, account_ids: set[str]) -> None:
+        self.cache.drop_accounts(account_ids)
+        self.metrics.context_cache.set(len(self.cache))
+
+    async def _default_context(self, cfg: ListenerConfig, alpn: tuple[str, ...],
+                               index: int) -> ChainContext:
+        if cfg.default_chain is not None:
+            try:
+                served = await self.store.served_chain(cfg.default_chain)
+            except NotFound as e:
+                raise ConfigError(f"listeners.{index}.default_chain: no chain with id "
+                                  f"{cfg.default_chain!r}", key=f"listeners.{index}.default_chain"
+                                  ) from e
+            return self.cache.get(served, alpn)
+        if self._generated_default is None:
+            binds = [c.bind for c in self.config.listeners]
+            self._generated_default = await self.store.ephemeral_chain(
+                name=DEFAULT_NAME, ip_addresses=_bind_ips(binds))
+        served, key = self._generated_default
+        return chain_context(served, key, alpn)
+
+    async def _start_listener(self, cfg: ListenerConfig) -> Listener:
+        index = list(self.config.listeners).index(cfg)
+        placeholder = await self._default_context(cfg, (), index)
+        listener = Listener(cfg, ref=self.ref, cache=self.cache, default=placeholder,
+                            metrics=self.metrics, reuse_port=self._reuse_port)
+        listener.set_default(await self._default_context(cfg, listener.alpn, index))
+        try:
+            await listener.start()
+        except OSError as e:
+            raise ConfigError(f"listener {cfg.name!r} cannot bind {cfg.bind}: {e.strerror}",
+                              key=f"listeners.{index}.bind") from e
+        self.listeners[cfg.name] = listener
+        return listener
+
+    async def _start_admin(self) -> None:
+        assert self.config.admin is not None
+        bind = self.config.admin.bind
+        served, key = await self.store.ephemeral_chain(name="localhost",
+                                                       ip_addresses=_bind_ips([bind]),
+                                                       key_type="ecdsa-p256")
+        ctx = chain_context(served, key, ())
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        self._admin = web.AppRunner(create_app(self.metrics), access_log=None)
+        await self._admin.setup()
+        try:
+            sock = open_socket(bind, reuse_port=self._reuse_port)
+        except OSError as e:
+            raise ConfigError(f"admin cannot bind {bind}: {e.strerror}", key="admin.bind"
+                              ) from e
+        self._admin_sock = sock
+        await web.SockSite(self._admin, sock, ssl_context=ctx).start()
+
+    @property
+    def admin_port(self) -> int | None:
+        """The admin listener's bound port."""
+        if self._admin_sock is None:
+            return None
+        return int(self._admin_sock.getsockname()[1])
+
+    async def reload_config(self, new: Config) -> None:
+        """Apply a re-read config: replace changed listeners, drop removed, start new."""
+        old = {c.name: c for c in self.config.listeners}
+        self.config = new
+        for cfg in new.listeners:
+            if old.get(cfg.name) == cfg:
+                continue
+            previous = self.listeners.pop(cfg.name, None)
+            await self._start_listener(cfg)  # binds beside the old socket (SO_REUSEPORT)
+            if previous is not None:
+                previous.stop_accepting()
+                self.spawn(self._retire(previous))
+        for name in set(old) - {c.name for c in new.listeners}:
+            listener = self.listeners.pop(name)
+            listener.stop_accepting()
+            self.spawn(self._retire(listener))
+        log.info("configuration reloaded: %s", ", ".join(self.listeners) or "no listeners")
+
+    async def _retire(self, listener: Listener) -> None:
+        listener.drain()
+        await self._wait_idle([listener], self.config.graceful_timeout_s)
+        await listener.close()
+
+    @staticmethod
+    async def _wait_idle(listeners: list[Listener], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while any(listener.active for listener in listeners):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+    async def shutdown(self) -> None:
+        """Stop accepting, let in-flight requests finish (bounded), close everything."""
+        listeners = list(self.listeners.values())
+        for listener in listeners:
+            listener.stop_accepting()
+            listener.drain()
+        if not await self._wait_idle(listeners, self.config.graceful_timeout_s):
+            log.warning("graceful timeout: closing %d connection(s)",
+                        sum(x.active for x in listeners))
+        await self.close()
+
+    async def close(self) -> None:
+        """Close everything now."""
+        if self._follower_task is not None:
+            self._follower_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follower_task
+        for task in list(self._tasks):
+            task.cancel()
+        for listener in list(self.listeners.values()):
+            await listener.close()
+        self.listeners.clear()
+        if self._admin is not None:
+            await self._admin.cleanup()
+            self._admin = None
+        await self.store.close()
+
+
+async def serve(config: Config, *, config_path: Path | None = None,
+                shutdown_trigger: Callable[[], Awaitable[object]] | None = None,
+                reuse_port: bool = True) -> None:
+    """Run the gateway until SIGTERM/SIGINT or ``shutdown_trigger`` completes."""
+    setup_access_log()
+    gateway = await Gateway.start(config, reuse_port=reuse_port)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def reload() -> None:
+        if config_path is None:
+            log.warning("SIGHUP ignored: no config file to re-read")
+            return
+
+        async def go() -> None:
+            try:
+                await gateway.reload_config(load_config(config_path))
+            except Exception as e:  # keep serving the old config
+                log.error("configuration not reloaded: %s", e)
+
+        gateway.spawn(go())
+
+    installed = []
+    for sig, handler in ((signal.SIGTERM, stop.set), (signal.SIGINT, stop.set),
+                         (signal.SIGHUP, reload)):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, handler)
+            installed.append(sig)
+    waiters: list[asyncio.Task[object]] = [asyncio.create_task(stop.wait())]
+    if shutdown_trigger is not None:
+        waiters.append(asyncio.create_task(_await(shutdown_trigger)))
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in waiters:
+            task.cancel()
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        await gateway.shutdown()
+
+
+async def _await(fn: Callable[[], Awaitable[object]]) -> None:
+    await fn()

@@ -1,0 +1,1 @@
+"""TLS termination: per-chain contexts built in memory, SNI selection, alert delivery."""

@@ -1,0 +1,108 @@
+"""Server SSLContexts: the listener's base context (policy) and one context per chain.
+
+A per-chain context only carries the certificate chain and key (plus ALPN, which OpenSSL
+reads from the context the SNI callback switched to); protocol versions and ciphers stay
+those of the listener's base context, because ``SSL_set_SSL_CTX`` does not change them.
+
+Keys are loaded through an anonymous memory file (``memfd_create``): ``load_cert_chain``
+only takes paths, and the decrypted key must never touch the disk.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import ssl
+from collections import OrderedDict
+from collections.abc import Callable
+
+from certstore.snapshot import ServedChain
+from gateway.config import TlsPolicy
+
+# Mozilla "intermediate" TLS 1.2 suites (TLS 1.3 suites are OpenSSL's defaults, all AEAD).
+MOZILLA_INTERMEDIATE = ":".join([
+    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+    "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384", "DHE-RSA-CHACHA20-POLY1305",
+])
+
+
+class ChainContext(ssl.SSLContext):
+    """A server context for one chain; ``served`` tells connections what they got."""
+
+    served: ServedChain
+
+
+def key_pem(key_der: bytes) -> bytes:
+    """PKCS#8 DER to PEM armour (no parsing needed)."""
+    body = base64.encodebytes(key_der)
+    return b"-----BEGIN PRIVATE KEY-----\n" + body + b"-----END PRIVATE KEY-----\n"
+
+
+def load_in_memory(ctx: ssl.SSLContext, chain_pem: bytes, key_der: bytes) -> None:
+    """``load_cert_chain`` from an anonymous in-memory file; nothing is written to disk."""
+    fd = os.memfd_create("certgate-chain", os.MFD_CLOEXEC)
+    try:
+        os.write(fd, chain_pem + key_pem(key_der))
+        ctx.load_cert_chain(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+
+
+def chain_context(served: ServedChain, key_der: bytes, alpn: tuple[str, ...]) -> ChainContext:
+    """A context serving one chain."""
+    ctx = ChainContext(ssl.PROTOCOL_TLS_SERVER)
+    load_in_memory(ctx, served.chain_pem, key_der)
+    if alpn:
+        ctx.set_alpn_protocols(list(alpn))
+    ctx.served = served
+    return ctx
+
+
+def base_context(policy: TlsPolicy, alpn: tuple[str, ...]) -> ssl.SSLContext:
+    """A listener's context: versions, ciphers, ALPN; chains are attached by SNI."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = (ssl.TLSVersion.TLSv1_3 if policy.min_version == "1.3"
+                           else ssl.TLSVersion.TLSv1_2)
+    ctx.set_ciphers(policy.ciphers or MOZILLA_INTERMEDIATE)
+    # No renegotiation (CVE-2009-3555 class of issues), no compression (CRIME).
+    ctx.options |= ssl.OP_NO_RENEGOTIATION | ssl.OP_NO_COMPRESSION
+    if alpn:
+        ctx.set_alpn_protocols(list(alpn))
+    return ctx
+
+
+class ContextCache:
+    """Per-chain contexts, built on first use, least recently used dropped past ``limit``.
+
+    ``open_key`` unseals a served chain's key; it runs only when a context is built.
+    """
+
+    def __init__(self, open_key: Callable[[ServedChain], bytes], limit: int) -> None:
+        self._open_key = open_key
+        self._limit = limit
+        self._items: OrderedDict[tuple[str, tuple[str, ...]], ChainContext] = OrderedDict()
+
+    def get(self, served: ServedChain, alpn: tuple[str, ...]) -> ChainContext:
+        """The context for ``served`` (built now if not cached)."""
+        key = (served.chain_id, alpn)
+        ctx = self._items.get(key)
+        if ctx is not None and ctx.served.fingerprint_sha256 == served.fingerprint_sha256:
+            self._items.move_to_end(key)
+            return ctx
+        ctx = chain_context(served, self._open_key(served), alpn)
+        self._items[key] = ctx
+        if len(self._items) > self._limit:
+            self._items.popitem(last=False)
+        return ctx
+
+    def drop_accounts(self, account_ids: set[str]) -> int:
+        """Forget the contexts of these accounts' chains; returns how many were dropped."""
+        stale = [k for k, v in self._items.items() if v.served.account_id in account_ids]
+        for key in stale:
+            del self._items[key]
+        return len(stale)
+
+    def __len__(self) -> int:
+        return len(self._items)

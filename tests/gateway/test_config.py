@@ -1,0 +1,85 @@
+"""Configuration: the example loads, documents every field, and bad configs name the key."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gateway.config import AdminConfig, Config, ListenerConfig, TlsPolicy, load_config, parse_config
+from gateway.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "config.example.yaml"
+
+
+def test_example_loads_and_resolves_paths_against_its_directory() -> None:
+    config = load_config(EXAMPLE)
+    assert config.data_dir == ROOT / "var"
+    assert config.master_key_path == ROOT / "var" / "master.key"
+    assert [listener.kind for listener in config.listeners] == ["https", "ipps", "tcp"]
+
+
+def test_example_documents_every_setting() -> None:
+    text = EXAMPLE.read_text()
+    keys = set(re.findall(r"^\s*#?\s*-?\s*([a-z_]+):", text, flags=re.M))
+    for model in (Config, ListenerConfig, TlsPolicy, AdminConfig):
+        missing = set(model.model_fields) - keys
+        assert not missing, f"config.example.yaml does not document {model.__name__}: {missing}"
+
+
+def test_issue_minimal_config_is_valid(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text("""
+data_dir: ./var
+listeners:
+  - {name: web,  kind: https, bind: "127.0.0.1:8443", upstream: "http://127.0.0.1:8080"}
+  - {name: print, kind: ipps, bind: "127.0.0.1:8631", upstream: "http://127.0.0.1:631"}
+  - {name: terminals, kind: tcp, bind: "127.0.0.1:8700", upstream: "127.0.0.1:9700"}
+admin:
+  bind: "127.0.0.1:9443"
+""")
+    config = load_config(tmp_path / "c.yaml")
+    assert config.admin is not None and config.admin.bind == "127.0.0.1:9443"
+    assert config.listeners[0].tls.min_version == "1.2"
+
+
+@pytest.mark.parametrize(("doc", "key"), [
+    ({"data_dir": "v", "unknown": 1}, "unknown"),
+    ({}, "data_dir"),
+    ({"data_dir": "v", "listeners": [{"name": "a", "kind": "ftp", "bind": "127.0.0.1:1",
+                                      "upstream": "http://h:1"}]}, "listeners.0.kind"),
+    ({"data_dir": "v", "listeners": [{"name": "a", "kind": "https", "bind": "127.0.0.1",
+                                      "upstream": "http://h:1"}]}, "listeners.0.bind"),
+    ({"data_dir": "v", "listeners": [{"name": "a", "kind": "https", "bind": "127.0.0.1:1",
+                                      "upstream": "ftp://h"}]}, "listeners.0.upstream"),
+    ({"data_dir": "v", "listeners": [{"name": "a", "kind": "tcp", "bind": "127.0.0.1:1"}]},
+     "listeners.0"),
+    ({"data_dir": "v", "listeners": [{"name": "a", "kind": "https", "bind": "127.0.0.1:1",
+                                      "upstream": "http://h:1", "idle_timeout_s": -1}]},
+     "listeners.0.idle_timeout_s"),
+    ({"data_dir": "v", "admin": {"bind": "example.com:80"}}, "admin.bind"),
+    ({"data_dir": "v", "ca": {"key_type": "dsa"}}, "ca.key_type"),
+])
+def test_bad_config_names_the_key(doc: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(doc, base_dir=Path("/"))
+    assert info.value.key == key
+    assert key in str(info.value)
+
+
+def test_unparseable_files(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("data_dir: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "a.yaml")
+    (tmp_path / "b.yaml").write_text("- just a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(tmp_path / "b.yaml")
+    with pytest.raises(ConfigError, match="no config file"):
+        load_config(tmp_path / "none.yaml")
+    doc = yaml.safe_load("data_dir: v\nlisteners: [{name: a, kind: tcp, bind: '127.0.0.1:1', "
+                         "upstream: '127.0.0.1:2'}, {name: a, kind: tcp, bind: '127.0.0.1:3', "
+                         "upstream: '127.0.0.1:4'}]")
+    with pytest.raises(ConfigError, match="unique"):
+        parse_config(doc, base_dir=tmp_path)
