@@ -19,12 +19,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from certstore.ca import create_ca  # noqa: E402
-from certstore.chains import prepare_generated, prepare_import  # noqa: E402
-from certstore.sealing import Sealer  # noqa: E402
-from certstore.snapshot import AccountEntry, ServedChain, Snapshot  # noqa: E402
-from certstore.store import CertStore  # noqa: E402
-from tests.certfactory import make_ca, make_leaf, new_key, p12  # noqa: E402
+from certstore.ca import create_ca
+from certstore.chains import prepare_generated, prepare_import
+from certstore.sealing import Sealer
+from certstore.snapshot import AccountEntry, ServedChain, Snapshot
+from certstore.store import CertStore
+from tests.certfactory import make_ca, make_leaf, new_key, p12
 
 NOW = dt.datetime.now(dt.UTC)
 

@@ -28,8 +28,9 @@ class _Model(BaseModel):
 
 def _check_bind(value: str) -> str:
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"bind must be 'host:port' with a port 1-65535, got {value!r}")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"bind must be 'host:port' with a port 0-65535 (0: any free port), "
+                         f"got {value!r}")
     try:
         ipaddress.ip_address(host.strip("[]"))
     except ValueError:

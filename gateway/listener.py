@@ -124,7 +124,8 @@ class Listener:
             HTTP_ALPN if http else ())
         self.selector = SniSelector(ref=ref, cache=cache, default=default, alpn=self.alpn,
                                     strict=config.strict_sni, observe=None)
-        self.base_context = base_context(config.tls, self.alpn)
+        self.base_context = base_context(config.tls, self.alpn,
+                                         session_tickets=config.kind != "ipps")
         self.base_context.sni_callback = self._sni
         self._default_names = default.served.names
         self._settings = proxy_settings(config) if http else None

@@ -60,8 +60,14 @@ def chain_context(served: ServedChain, key_der: bytes, alpn: tuple[str, ...]) ->
     return ctx
 
 
-def base_context(policy: TlsPolicy, alpn: tuple[str, ...]) -> ssl.SSLContext:
-    """A listener's context: versions, ciphers, ALPN; chains are attached by SNI."""
+def base_context(policy: TlsPolicy, alpn: tuple[str, ...], *,
+                 session_tickets: bool = True) -> ssl.SSLContext:
+    """A listener's context: versions, ciphers, ALPN; chains are attached by SNI.
+
+    ``session_tickets=False`` sends no TLS 1.3 tickets: libcups (ipptool, CUPS clients)
+    drops and redials the connection forever when it receives them. The SSL object copies
+    this setting from the base context at creation, so the SNI switch does not undo it.
+    """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = (ssl.TLSVersion.TLSv1_3 if policy.min_version == "1.3"
                            else ssl.TLSVersion.TLSv1_2)
@@ -70,6 +76,8 @@ def base_context(policy: TlsPolicy, alpn: tuple[str, ...]) -> ssl.SSLContext:
     ctx.options |= ssl.OP_NO_RENEGOTIATION | ssl.OP_NO_COMPRESSION
     if alpn:
         ctx.set_alpn_protocols(list(alpn))
+    if not session_tickets:
+        ctx.num_tickets = 0
     return ctx
 
 

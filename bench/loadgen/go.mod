@@ -1,0 +1,3 @@
+module certgate.bench/loadgen
+
+go 1.19

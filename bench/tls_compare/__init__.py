@@ -1,0 +1,1 @@
+"""Side-by-side TLS benchmark of certgate, nginx and HAProxy (see bench/README.md)."""

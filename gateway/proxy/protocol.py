@@ -1,0 +1,401 @@
+"""Client side of the data path: the asyncio protocol a TLS listener runs per connection.
+
+`ProxyProtocol` parses requests with httptools and drives one `Exchange` at a time. Parser
+events for a request that cannot be handled yet (the upstream connection is being opened,
+or a pipelined request arrives while the previous response is still streaming) are queued
+and reading from the client is paused, so at most one read's worth is ever held.
+
+Back-pressure: when the upstream's write buffer passes its high-water mark, reading from
+the client pauses until it drains; when the client's write buffer does, reading from the
+upstream pauses (asyncio's pause_writing/resume_writing callbacks drive both).
+
+One timer per connection covers every phase: idle keep-alive, header read, waiting for
+the upstream's response, and inactivity while streaming (`set_timer`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import cast
+
+from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
+
+from gateway.proxy import http
+from gateway.proxy.context import ConnectionContext, HostCache
+from gateway.proxy.exchange import Exchange
+from gateway.proxy.record import RequestRecord
+from gateway.proxy.settings import ProxySettings
+from gateway.proxy.state import T_HEAD, T_IDLE, T_RESPONSE, T_STREAM
+from gateway.proxy.timer import Deadline
+from gateway.proxy.upstream import UpstreamPool
+
+__all__ = ["ConnectionContext", "ProxyProtocol"]
+
+logger = logging.getLogger(__name__)
+
+_HEAD, _BODY, _END = range(3)
+_PAUSE_QUEUE, _PAUSE_UPSTREAM, _PAUSE_BROKEN = 1, 2, 4
+
+
+class ProxyProtocol(asyncio.Protocol):
+    """HTTP/1.1 reverse proxy for one client connection (plain or TLS transport).
+
+    `context_factory(transport)` is called once the connection is made; `on_request(record)`
+    after every request. `drain()` stops taking requests and closes the connection once the
+    in-flight one is answered.
+    """
+
+    __slots__ = (
+        "_closing",
+        "_context_factory",
+        "_delays",
+        "_exchange",
+        "_hdr_bytes",
+        "_headers",
+        "_in_head",
+        "_on_request",
+        "_parser",
+        "_queue",
+        "_queue_running",
+        "_raw_head",
+        "_read_pause",
+        "_reject",
+        "_timer",
+        "_timer_kind",
+        "_url",
+        "blocked",
+        "context",
+        "draining",
+        "hosts",
+        "loop",
+        "pool",
+        "settings",
+        "transport",
+        "write_paused",
+    )
+
+    def __init__(
+        self,
+        settings: ProxySettings,
+        pool: UpstreamPool,
+        context_factory: Callable[[asyncio.Transport], ConnectionContext],
+        on_request: Callable[[RequestRecord], None],
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self._context_factory = context_factory
+        self._on_request = on_request
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.context: ConnectionContext | None = None
+        self._parser = HttpRequestParser(self)
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._in_head = False
+        self._hdr_bytes = self._raw_head = self._reject = 0
+        self._queue: deque[tuple[int, object]] = deque()
+        self._queue_running = self.blocked = False
+        self._exchange: Exchange | None = None
+        self._read_pause = 0
+        self.write_paused = self.draining = self._closing = False
+        self.hosts: HostCache | None = None
+        self._timer = Deadline(self.loop, self._on_timer)
+        self._timer_kind = T_IDLE
+        s = settings
+        # Indexed by timer kind: T_IDLE, T_HEAD, T_RESPONSE, T_STREAM.
+        self._delays: tuple[float, ...] = (
+            s.idle_timeout_s,
+            s.header_timeout_s,
+            s.upstream_response_timeout_s,
+            s.idle_timeout_s,
+        )
+
+    # -- asyncio.Protocol --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        try:
+            context = self._context_factory(self.transport)
+        except Exception:
+            logger.exception("proxy: connection context could not be built")
+            self._closing = True
+            self.transport.abort()
+            return
+        self.context = context
+        scheme = "https" if transport.get_extra_info("sslcontext") is not None else "http"
+        self.hosts = HostCache(context, scheme)
+        # The first request must arrive within the header timeout (slow-loris defence).
+        self.set_timer(T_HEAD)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        self._timer.cancel()
+        self._queue.clear()
+        exchange, self._exchange = self._exchange, None
+        if exchange is not None and not exchange.finished:
+            exchange.client_lost()
+            self._emit(exchange)
+
+    def eof_received(self) -> bool | None:
+        # A half-closed client still gets its in-flight response on plain TCP; with TLS
+        # asyncio closes regardless (returning True would only log a warning).
+        if self._exchange is not None and self.transport is not None:
+            if self.transport.get_extra_info("sslcontext") is None:
+                self.draining = True
+                return True
+        return None
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        if self._timer_kind == T_IDLE:
+            self.set_timer(T_HEAD)  # the header clock starts with a request's first byte
+        else:
+            self.touch()
+        try:
+            self._parser.feed_data(data)
+        except HttpParserUpgrade as e:
+            # Upgrade was dropped (hop-by-hop); what follows the head is the next request.
+            self.data_received(data[e.args[0] :])
+            return
+        except HttpParserError as e:
+            self._parse_error(e)
+            return
+        if self._in_head:
+            self._raw_head += len(data)
+            if self._raw_head > self.settings.max_header_bytes:
+                self._reject = 431  # RFC 6585 section 5
+                self._parse_error(HttpParserError("request head too large"))
+                return
+        exchange = self._exchange
+        if exchange is not None:
+            exchange.flush_upstream()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        exchange = self._exchange
+        if exchange is not None and exchange.conn is not None:
+            exchange.conn.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        exchange = self._exchange
+        if exchange is not None and exchange.conn is not None:
+            exchange.conn.resume_reading()
+
+    # -- httptools callbacks ------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        self._hdr_bytes = self._raw_head = 0
+        self._url = b""
+        self._headers = []
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._hdr_bytes += len(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+        self._hdr_bytes += len(name) + len(value) + 4
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        if self._hdr_bytes > self.settings.max_header_bytes:
+            self._reject = 431  # RFC 6585 section 5
+            raise HttpParserError("request head too large")
+        parser = self._parser
+        exchange = Exchange(
+            self,
+            parser.get_method(),
+            self._url,
+            self._headers,
+            keep_alive=parser.should_keep_alive(),
+            http10=parser.get_http_version() == "1.0",
+        )
+        self._push(_HEAD, exchange)
+
+    def on_body(self, body: bytes) -> None:
+        self._push(_BODY, body)
+
+    def on_message_complete(self) -> None:
+        self._push(_END, None)
+
+    # -- event queue ----------------------------------------------------------------------
+
+    def _push(self, kind: int, item: object) -> None:
+        if self._closing:
+            return
+        if self.blocked or self._queue:
+            self._queue.append((kind, item))
+            self._pause(_PAUSE_QUEUE)
+            return
+        self._dispatch(kind, item)
+
+    def _dispatch(self, kind: int, item: object) -> None:
+        if kind == _HEAD:
+            if self.draining:
+                self._close()
+                return
+            new = self._exchange = cast(Exchange, item)
+            new.start()
+            return
+        exchange = self._exchange
+        assert exchange is not None  # a body or end always follows its head
+        if kind == _BODY:
+            exchange.request_body(cast(bytes, item))
+        else:
+            exchange.request_end()
+
+    def block(self) -> None:
+        """Hold further parser events (queued) until `unblock`."""
+        self.blocked = True
+
+    def unblock(self) -> None:
+        """Deliver queued events again, until something blocks anew."""
+        self.blocked = False
+        if self._queue_running:
+            return  # the running loop below picks up where it is
+        self._queue_running = True
+        try:
+            queue = self._queue
+            while queue and not self.blocked and not self._closing:
+                kind, item = queue.popleft()
+                self._dispatch(kind, item)
+        finally:
+            self._queue_running = False
+        if not self._queue:
+            self._resume(_PAUSE_QUEUE)
+        exchange = self._exchange
+        if exchange is not None:
+            exchange.flush_upstream()
+
+    # -- used by the exchange -----------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        """Send bytes to the client."""
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+
+    def set_timer(self, kind: int) -> None:
+        """Arm the connection's timer for a phase (T_IDLE, T_HEAD, T_RESPONSE, T_STREAM)."""
+        self._timer_kind = kind
+        self._timer.set(self._delays[kind])
+
+    def touch(self) -> None:
+        """Data moved: push the streaming inactivity deadline back."""
+        if self._timer_kind == T_STREAM:
+            self._timer.set(self._delays[T_STREAM])
+
+    def upstream_full(self, paused: bool) -> None:
+        """The upstream's write buffer is above (True) or back below (False) its limit."""
+        if paused:
+            self._pause(_PAUSE_UPSTREAM)
+        else:
+            self._resume(_PAUSE_UPSTREAM)
+
+    def upstream_detached(self) -> None:
+        """The exchange let go of its upstream connection: its back-pressure ends."""
+        self._resume(_PAUSE_UPSTREAM)
+
+    def exchange_done(self, exchange: Exchange, *, abort: bool) -> None:
+        """An exchange finished: log it, then close or go on with the next request."""
+        if self._exchange is exchange:
+            self._exchange = None
+        self._emit(exchange)
+        self._resume(_PAUSE_UPSTREAM)
+        if abort:
+            self._close(abort=True)
+        elif exchange.close_after or self.draining:
+            self._close()
+        else:
+            self.blocked = False
+            self.unblock()
+            if self._exchange is None and not self._closing:
+                self.set_timer(T_HEAD if self._in_head else T_IDLE)
+
+    @property
+    def reading_paused(self) -> bool:
+        """True while reading from the client is paused (back-pressure or queued input)."""
+        return self._read_pause != 0
+
+    def buffered_bytes(self) -> int:
+        """Bytes this connection holds in memory: write buffers and queued body bytes.
+
+        For tests and metrics; it stays bounded thanks to back-pressure.
+        """
+        total = sum(len(cast(bytes, item)) for kind, item in self._queue if kind == _BODY)
+        if self.transport is not None:
+            total += self.transport.get_write_buffer_size()
+        exchange = self._exchange
+        if exchange is not None and exchange.conn is not None:
+            total += exchange.conn.write_buffer_size()
+        return total
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def drain(self) -> None:
+        """Take no new request; close after the in-flight one (graceful shutdown)."""
+        self.draining = True
+        if self._exchange is None and not self._closing and self.transport is not None:
+            self._close()
+
+    def _on_timer(self) -> None:
+        if self._closing:
+            return
+        kind = self._timer_kind
+        exchange = self._exchange
+        if exchange is not None and kind in (T_RESPONSE, T_STREAM):
+            exchange.on_timeout(kind)
+        elif kind == T_HEAD and self._in_head:
+            self._answer_and_close(408)  # RFC 9110 section 15.5.9
+        else:
+            self._close()  # idle keep-alive connection: close without a word
+
+    def _parse_error(self, error: HttpParserError) -> None:
+        status, self._reject = self._reject or 400, 0
+        exchange = self._exchange
+        if exchange is None:
+            self._answer_and_close(status)
+        elif not exchange.req_done:
+            # The body of the request in flight is malformed (bad chunk framing).
+            exchange.reject_body(f"invalid request body: {error}")
+        else:
+            # A later, pipelined request is broken: read no more, close after this one.
+            self.draining = True
+            self._pause(_PAUSE_BROKEN)
+
+    def _answer_and_close(self, status: int) -> None:
+        self.write(http.local_response(status, close=True))
+        self._close()
+
+    def _pause(self, reason: int) -> None:
+        if not self._read_pause and self.transport is not None and not self._closing:
+            self.transport.pause_reading()
+        self._read_pause |= reason
+
+    def _resume(self, reason: int) -> None:
+        if self._read_pause & reason:
+            self._read_pause &= ~reason
+            if not self._read_pause and self.transport is not None and not self._closing:
+                self.transport.resume_reading()
+
+    def _close(self, *, abort: bool = False) -> None:
+        self._closing = True
+        self._timer.cancel()
+        self._queue.clear()
+        if self.transport is not None:
+            if abort:
+                self.transport.abort()
+            else:
+                self.transport.close()
+
+    def _emit(self, exchange: Exchange) -> None:
+        try:
+            self._on_request(exchange.record())
+        except Exception:
+            logger.exception("proxy: on_request hook failed")

@@ -1,0 +1,33 @@
+"""The per-request observation record handed to the listener's `on_request` hook."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestRecord:
+    """What happened to one proxied request; the lead turns it into logs and metrics.
+
+    `bytes_in`/`bytes_out` count message *body* bytes (after de-chunking) received from the
+    client and sent to it. `status` is the status sent to the client, 499 when the client
+    went away before a response was sent. `path` is the request path without its query
+    (queries can carry secrets that must not reach access logs). `upstream_latency_s` is the
+    time from the request being sent upstream to the upstream's response head, `None` if no
+    response head arrived. The `ipp_*` fields are set on IPP listeners when the first bytes of
+    the request (operation, request-id) and of an `application/ipp` response (status) parsed.
+    `error` is a short description when something failed, else `None`.
+    """
+
+    method: str
+    path: str
+    host: str
+    status: int
+    bytes_in: int
+    bytes_out: int
+    duration_s: float
+    upstream_latency_s: float | None
+    ipp_operation: str | None
+    ipp_request_id: int | None
+    ipp_status: int | None
+    error: str | None

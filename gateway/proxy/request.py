@@ -1,0 +1,72 @@
+"""Checks on a request head and the head the upstream receives (pure functions)."""
+
+from __future__ import annotations
+
+from httptools import HttpParserInvalidURLError, parse_url
+
+from gateway.proxy import http
+from gateway.proxy.settings import Route
+
+
+def framing_error(method: bytes, scan: http.HeaderScan) -> int:
+    """The error status for a request the proxy cannot forward as framed, else 0."""
+    if method == b"CONNECT":
+        return 405  # a reverse proxy offers no tunnels
+    te = scan.transfer_encoding
+    if te is not None and te.strip().lower() != b"chunked":
+        return 501  # RFC 9112 section 6.1: a transfer coding we do not implement
+    if scan.expect is not None and scan.expect.strip().lower() != b"100-continue":
+        return 417  # RFC 9110 section 10.1.1
+    return 0
+
+
+def origin_form(target: bytes) -> bytes | None:
+    """The target in origin-form; absolute-form is converted (RFC 9112 section 3.2.2).
+
+    None for anything else (authority-form, asterisk-form, garbage).
+    """
+    if target.startswith(b"/"):
+        return target
+    try:
+        url = parse_url(target)
+    except HttpParserInvalidURLError:
+        return None
+    if url.host is None or url.path is None or not url.path.startswith(b"/"):
+        return None
+    return url.path + (b"?" + url.query if url.query else b"")
+
+
+def path_of(target: bytes) -> bytes | None:
+    """The path of an origin-form target; None if it has dot segments (refused)."""
+    path = target.split(b"?", 1)[0]
+    return None if http.has_dot_segment(path) else path
+
+
+def upstream_head(
+    method: bytes,
+    target: bytes,
+    route: Route,
+    host_line: bytes,
+    scan: http.HeaderScan,
+    *,
+    chunked: bool,
+    forwarding: bytes,
+) -> bytes:
+    """The request head for the upstream, HTTP/1.1 with keep-alive (the default).
+
+    `host_line` is the client's Host unless the route sends the upstream's own;
+    `forwarding` holds the Forwarded/X-Forwarded-*/X-Certgate-* fields.
+    """
+    return b"".join(
+        (
+            method,
+            b" ",
+            route.upstream_target(target),
+            b" HTTP/1.1\r\n",
+            route.upstream.host_line if route.upstream_host else host_line,
+            scan.block,
+            http.CHUNKED_LINE if chunked else b"",
+            forwarding,
+            http.CRLF,
+        )
+    )

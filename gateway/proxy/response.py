@@ -1,0 +1,39 @@
+"""How a response is framed for the client (pure functions, RFC 9112 section 6)."""
+
+from __future__ import annotations
+
+from gateway.proxy import http
+
+_NO_BODY_STATUSES = frozenset((204, 304))
+
+
+def framing(
+    method: bytes, status: int, scan: http.HeaderScan, *, http10: bool
+) -> tuple[bytes, bool, bool, bool]:
+    """Decide how the body travels to the client.
+
+    Returns (Transfer-Encoding field to send, re-chunk the body, the upstream's body ends
+    with its close, the client connection must close after the response). The upstream's
+    body arrives de-chunked from the parser, so any body without a length is re-chunked for
+    an HTTP/1.1 client (which keeps its connection); HTTP/1.0 knows no chunked coding, so
+    there the end of the body is marked by closing.
+    """
+    if method == b"HEAD" or status in _NO_BODY_STATUSES:
+        return b"", False, False, False  # RFC 9110 sections 9.3.2, 15.3.5, 15.4.5
+    te = scan.transfer_encoding
+    if te is None and scan.content_length is not None:
+        return b"", False, False, False
+    until_close = te is None or not http.is_chunked(te)  # RFC 9112 section 6.3 rules 4, 8
+    if http10:
+        return b"", False, until_close, True
+    if te is not None and not until_close:
+        return b"Transfer-Encoding: " + te + http.CRLF, True, False, False
+    return http.CHUNKED_LINE, True, until_close, False
+
+
+def head(
+    status: int, reason: bytes, scan: http.HeaderScan, te_field: bytes, *, close: bool, http10: bool
+) -> bytes:
+    """The response head for the client: status line, forwarded fields, framing, Connection."""
+    connection = http.CLOSE_LINE if close else http.KEEP_ALIVE_LINE if http10 else b""
+    return b"".join((http.status_line(status, reason), scan.block, te_field, connection, http.CRLF))

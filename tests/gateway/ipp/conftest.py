@@ -1,0 +1,1 @@
+from tests.support.fixtures import ippeveprinter, ipptool, netns  # noqa: F401
