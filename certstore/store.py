@@ -20,6 +20,7 @@ from typing import Any
 from cryptography import x509
 
 from certstore import tokens
+from certstore.access import AccessStore
 from certstore.authority import open_authority, seal_authority
 from certstore.ca import CertificateAuthority, Purpose, create_ca, issue_chain
 from certstore.chains import NewChain, check_names, prepare_generated, prepare_import
@@ -98,7 +99,7 @@ class IssuedToken:
     chain_id: str
 
 
-class CertStore(TrustStore):
+class CertStore(TrustStore, AccessStore):
     """An open store. Create with :meth:`open` (or :meth:`initialize`), then :meth:`close`."""
 
     def __init__(self, db: Database, sealer: Sealer, authority: CertificateAuthority, *,
@@ -389,8 +390,11 @@ class CertStore(TrustStore):
             tokens.issue, key=key_from_der(key_der), chain=certs, issuer=self._token_issuer,
             account_id=account_id, subject=subject, audience=audience, ttl_s=ttl_s,
             now=self._clock())
-        return IssuedToken(token=token, expires_at=expires, kid=tokens.key_id(certs[0]),
-                           chain_id=chain.id)
+        kid = tokens.key_id(certs[0])
+        # The audit names the subject and key, never the token itself.
+        await self.record("token.issued", account_id, chain.id,
+                          f"sub={subject} aud={audience or '-'} kid={kid} ttl_s={ttl_s}")
+        return IssuedToken(token=token, expires_at=expires, kid=kid, chain_id=chain.id)
 
     async def jwks(self, account_id: str) -> dict[str, list[dict[str, Any]]]:
         """The keys that verify the account's tokens: the chosen chain, then other valid

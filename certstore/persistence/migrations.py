@@ -58,4 +58,23 @@ MIGRATIONS: tuple[str, ...] = (
         at TEXT NOT NULL, kind TEXT NOT NULL, account_id TEXT, entity_id TEXT
     );
     """,
+    # 2: admin API keys (hashed) and the audit log
+    """
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        role TEXT NOT NULL CHECK (role IN ('operator', 'vendor', 'customer')),
+        account_id TEXT REFERENCES accounts(id) ON DELETE CASCADE,
+        key_hash TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        revoked_at TEXT
+    );
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        key_id TEXT, role TEXT NOT NULL,
+        account_id TEXT, action TEXT NOT NULL, target TEXT,
+        result TEXT NOT NULL, detail TEXT
+    );
+    CREATE INDEX audit_by_account ON audit(account_id, seq);
+    """,
 )

@@ -20,6 +20,7 @@ from typing import Any
 
 import aiosqlite
 
+from certstore.audit import CLI_ACTOR, ApiKey, AuditRecord, current_actor
 from certstore.errors import DomainTaken, StoreSetupError
 from certstore.model import Account, Chain, Change, PkiSettings, TrustedCA
 from certstore.persistence.migrations import MIGRATIONS
@@ -42,6 +43,11 @@ def _chain(row: Sequence[Any]) -> Chain:
                  dns_names=tuple(json.loads(row[5])), subject=row[6], issuer=row[7],
                  serial=row[8], not_before=_dt(row[9]), not_after=_dt(row[10]),
                  fingerprint_sha256=row[11], chain_pem=row[12], created_at=_dt(row[13]))
+
+
+def _api_key(row: Sequence[Any]) -> ApiKey:
+    return ApiKey(id=row[0], role=row[1], account_id=row[2], created_at=_dt(row[3]),
+                  revoked_at=_dt(row[4]) if row[4] else None)
 
 
 def _trusted(row: Sequence[Any]) -> TrustedCA:
@@ -166,6 +172,44 @@ class _Reads:
         row = await self._one("SELECT value FROM meta WHERE key = ?", (key,))
         return None if row is None else bytes(row[0])
 
+    async def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        """The unrevoked key with this hash."""
+        row = await self._one("SELECT id, role, account_id, created_at, revoked_at FROM api_keys"
+                              " WHERE key_hash = ? AND revoked_at IS NULL", (key_hash,))
+        return None if row is None else _api_key(row)
+
+    async def api_keys(self) -> list[ApiKey]:
+        """Every API key (revoked ones too), oldest first."""
+        return [_api_key(r) for r in await self._all(
+            "SELECT id, role, account_id, created_at, revoked_at FROM api_keys ORDER BY rowid")]
+
+    async def audit_records(self, *, account_ids: Iterable[str] | None = None,
+                    since: dt.datetime | None = None, until: dt.datetime | None = None,
+                    limit: int = 100, before_seq: int | None = None) -> list[AuditRecord]:
+        """Audit records, newest first, filtered by account, time and position."""
+        where: list[str] = []
+        args: list[object] = []
+        if account_ids is not None:
+            ids = list(account_ids)
+            where.append(f"account_id IN ({','.join('?' * len(ids))})")
+            args += ids
+        if since is not None:
+            where.append("at >= ?")
+            args.append(_ts(since))
+        if until is not None:
+            where.append("at < ?")
+            args.append(_ts(until))
+        if before_seq is not None:
+            where.append("seq < ?")
+            args.append(before_seq)
+        sql = ("SELECT seq, at, key_id, role, account_id, action, target, result, detail "
+               "FROM audit")
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = await self._all(sql + " ORDER BY seq DESC LIMIT ?", [*args, limit])
+        return [AuditRecord(seq=r[0], at=_dt(r[1]), key_id=r[2], role=r[3], account_id=r[4],
+                            action=r[5], target=r[6], result=r[7], detail=r[8]) for r in rows]
+
     async def last_seq(self) -> int:
         """The sequence number of the latest change (0 when there is none)."""
         row = await self._one("SELECT COALESCE(MAX(seq), 0) FROM changes")
@@ -191,9 +235,32 @@ class Writer(_Reads):
             return cur.rowcount
 
     async def change(self, kind: str, account_id: str | None, entity_id: str | None) -> None:
-        """Append to the change feed (same transaction as the mutation)."""
+        """Append to the change feed and, when someone is acting, to the audit log (same
+        transaction as the mutation)."""
         await self._exec("INSERT INTO changes (at, kind, account_id, entity_id) "
                          "VALUES (?, ?, ?, ?)", (_ts(self.now), kind, account_id, entity_id))
+        if current_actor() is not None:
+            await self.write_audit(kind, account_id, entity_id, "ok")
+
+    async def write_audit(self, action: str, account_id: str | None, target: str | None,
+                    result: str, detail: str | None = None) -> None:
+        """Write an audit record for the current actor (the CLI when none is set)."""
+        actor = current_actor() or CLI_ACTOR
+        await self._exec("INSERT INTO audit (at, key_id, role, account_id, action, target, "
+                         "result, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         (_ts(self.now), actor.key_id, actor.role, account_id, action, target,
+                          result, detail))
+
+    async def insert_api_key(self, key: ApiKey, key_hash: str) -> None:
+        """Store a new API key by its hash."""
+        await self._exec("INSERT INTO api_keys (id, role, account_id, key_hash, created_at) "
+                         "VALUES (?, ?, ?, ?, ?)", (key.id, key.role, key.account_id, key_hash,
+                                                    _ts(key.created_at)))
+
+    async def revoke_api_key(self, key_id: str) -> int:
+        """Revoke a key (it stops authenticating at once)."""
+        return await self._exec("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND "
+                                "revoked_at IS NULL", (_ts(self.now), key_id))
 
     async def insert_account(self, account: Account) -> None:
         """Insert an account (its domains with :meth:`insert_domain`)."""

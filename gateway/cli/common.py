@@ -13,6 +13,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
+from certstore.audit import CLI_ACTOR, acting_as
 from certstore.errors import CertStoreError
 from certstore.persistence.keyfile import read_master_key
 from certstore.store import CertStore
@@ -73,7 +74,8 @@ def with_store(state: CliState, op: Callable[[CertStore], Awaitable[T]]) -> T:
     async def go() -> T:
         store = await open_store(state.config())
         try:
-            return await op(store)
+            with acting_as(CLI_ACTOR):  # the CLI's mutations are audited too
+                return await op(store)
         finally:
             await store.close()
 

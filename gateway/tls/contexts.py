@@ -34,10 +34,13 @@ class ChainContext(ssl.SSLContext):
     served: ServedChain
 
 
+_PKCS8_LABEL = b"PRIVATE KEY"  # RFC 7468 section 10
+
+
 def key_pem(key_der: bytes) -> bytes:
     """PKCS#8 DER to PEM armour (no parsing needed)."""
     body = base64.encodebytes(key_der)
-    return b"-----BEGIN PRIVATE KEY-----\n" + body + b"-----END PRIVATE KEY-----\n"
+    return b"-----BEGIN %s-----\n%s-----END %s-----\n" % (_PKCS8_LABEL, body, _PKCS8_LABEL)
 
 
 def load_in_memory(ctx: ssl.SSLContext, chain_pem: bytes, key_der: bytes) -> None:
