@@ -16,8 +16,9 @@ from certstore.errors import (
     StoreSetupError,
 )
 from certstore.model import Account, Chain, Change, PkiSettings, TrustedCA
+from certstore.pki_ops import IssuedToken
 from certstore.snapshot import ServedChain, Snapshot
-from certstore.store import CertStore, IssuedToken
+from certstore.store import CertStore
 
 __all__ = [
     "Account",

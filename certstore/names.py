@@ -106,6 +106,24 @@ def normalize_domain(raw: str) -> str:
     return normalize_name(raw, allow_wildcard=False)
 
 
+def normalize_domains(raw: Iterable[str]) -> list[str]:
+    """Normalise domains, refusing with every invalid one listed; duplicates dropped."""
+    out: list[str] = []
+    bad: list[str] = []
+    for item in raw:
+        try:
+            name = normalize_domain(item)
+        except InvalidName:
+            bad.append(str(item))
+            continue
+        if name not in out:
+            out.append(name)
+    if bad:
+        raise InvalidName("not valid domains (plain DNS names, no wildcard, no IP address): "
+                          + ", ".join(repr(b) for b in bad), names=bad)
+    return out
+
+
 def allowed_for_domains(name: str, domains: frozenset[str] | set[str]) -> bool:
     """The product page's import rule for one normalised certificate name.
 

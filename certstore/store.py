@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import enum
 import uuid
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
 from cryptography import x509
 
-from certstore import tokens
 from certstore.access import AccessStore
 from certstore.authority import open_authority, seal_authority
 from certstore.ca import CertificateAuthority, Purpose, create_ca, issue_chain
@@ -28,21 +24,20 @@ from certstore.errors import (
     Conflict,
     InvalidInput,
     InvalidName,
-    NoSigningChain,
     NotFound,
     StoreSetupError,
 )
-from certstore.keys import KeyType, check_key_type, key_from_der, key_to_der
+from certstore.keys import KeyType, check_key_type, key_to_der
 from certstore.model import (
     Account,
     Chain,
     Change,
-    PkiSettings,
     check_account_kind,
     check_account_name,
 )
-from certstore.names import normalize_domain
+from certstore.names import normalize_domains
 from certstore.persistence.sqlite import Database, Writer
+from certstore.pki_ops import PkiOps
 from certstore.sealing import Sealer, SealError, record_aad
 from certstore.snapshot import AccountEntry, ServedChain, Snapshot
 from certstore.trust import TrustStore
@@ -53,13 +48,6 @@ _KEY_CHECK_AAD = record_aad("meta", "key_check", "-")
 Clock = Callable[[], dt.datetime]
 
 
-class Unset(enum.Enum):
-    """Marks an argument that was not given (distinct from an explicit ``None``)."""
-
-    UNSET = enum.auto()
-
-
-UNSET = Unset.UNSET
 
 
 def _utcnow() -> dt.datetime:
@@ -71,35 +59,7 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:24]}"
 
 
-def normalize_domains(raw: Iterable[str]) -> list[str]:
-    """Normalise domains, refusing with every invalid one listed; duplicates dropped."""
-    out: list[str] = []
-    bad: list[str] = []
-    for item in raw:
-        try:
-            name = normalize_domain(item)
-        except InvalidName:
-            bad.append(str(item))
-            continue
-        if name not in out:
-            out.append(name)
-    if bad:
-        raise InvalidName("not valid domains (plain DNS names, no wildcard, no IP address): "
-                          + ", ".join(repr(b) for b in bad), names=bad)
-    return out
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class IssuedToken:
-    """A signed JWT and what signed it."""
-
-    token: str
-    expires_at: dt.datetime
-    kid: str
-    chain_id: str
-
-
-class CertStore(TrustStore, AccessStore):
+class CertStore(TrustStore, AccessStore, PkiOps):
     """An open store. Create with :meth:`open` (or :meth:`initialize`), then :meth:`close`."""
 
     def __init__(self, db: Database, sealer: Sealer, authority: CertificateAuthority, *,
@@ -339,78 +299,6 @@ class CertStore(TrustStore, AccessStore):
             await w.delete_chain(chain_id)
             await w.change("chain.deleted", chain.account_id, chain_id)
 
-    # -- PKI settings and tokens -------------------------------------------------------------
-
-    async def pki(self, account_id: str) -> PkiSettings:
-        """An account's PKI settings."""
-        await self.get_account(account_id)
-        return await self._db.pki(account_id)
-
-    async def update_pki(self, account_id: str, *, signing_chain_id: str | Unset | None = UNSET,
-                         tls_bindings: Mapping[str, str | None] | None = None,
-                         replace_bindings: bool = False) -> PkiSettings:
-        """Choose/clear the signing chain and set/remove TLS bindings, in one transaction.
-
-        ``signing_chain_id``: ``UNSET`` leaves it, ``None`` clears it. ``tls_bindings`` maps a
-        domain to a chain id (``None`` removes the binding); ``replace_bindings`` drops every
-        binding not named.
-        """
-        bindings = {normalize_domains([d])[0]: c for d, c in (tls_bindings or {}).items()}
-        async with self._db.write(self._clock()) as w:
-            account = await self._account_in(w, account_id)
-            chains = {c.id: c for c in await w.chains(account_id)}
-            if not isinstance(signing_chain_id, Unset):
-                if signing_chain_id is not None and signing_chain_id not in chains:
-                    raise NotFound("chain", signing_chain_id)
-                await w.set_signing(account_id, signing_chain_id)
-            if replace_bindings:
-                for domain, _ in (await w.pki(account_id)).tls_bindings:
-                    bindings.setdefault(domain, None)
-            for domain, chain_id in bindings.items():
-                if domain not in account.domains:
-                    raise InvalidName(f"{domain!r} is not a domain of the account",
-                                      names=[domain])
-                if chain_id is not None:
-                    _check_binding(domain, chains.get(chain_id), chain_id)
-                await w.set_binding(account_id, domain, chain_id)
-            await w.change("pki.updated", account_id, account_id)
-        return await self._db.pki(account_id)
-
-    async def issue_token(self, account_id: str, *, subject: str, audience: str | None = None,
-                          ttl_s: int = tokens.DEFAULT_TTL_S) -> IssuedToken:
-        """Sign a JWT with the account's chosen signing chain (:class:`NoSigningChain` if none)."""
-        settings = await self.pki(account_id)
-        if settings.signing_chain_id is None:
-            raise NoSigningChain(account_id)
-        chain = await self.get_chain(settings.signing_chain_id)
-        key_der = self._sealer.unseal(await self._sealed(chain.id),
-                                      aad=record_aad("chain", chain.id, account_id))
-        certs = x509.load_pem_x509_certificates(chain.chain_pem.encode())
-        token, expires = await asyncio.to_thread(
-            tokens.issue, key=key_from_der(key_der), chain=certs, issuer=self._token_issuer,
-            account_id=account_id, subject=subject, audience=audience, ttl_s=ttl_s,
-            now=self._clock())
-        kid = tokens.key_id(certs[0])
-        # The audit names the subject and key, never the token itself.
-        await self.record("token.issued", account_id, chain.id,
-                          f"sub={subject} aud={audience or '-'} kid={kid} ttl_s={ttl_s}")
-        return IssuedToken(token=token, expires_at=expires, kid=kid, chain_id=chain.id)
-
-    async def jwks(self, account_id: str) -> dict[str, list[dict[str, Any]]]:
-        """The keys that verify the account's tokens: the chosen chain, then other valid
-        signing chains (so tokens signed before a rotation keep verifying until they expire).
-        """
-        settings = await self.pki(account_id)
-        now = self._clock()
-        chosen = [settings.signing_chain_id] if settings.signing_chain_id else []
-        others = [c.id for c in await self._db.chains(account_id, purpose="signing")
-                  if c.valid_at(now) and c.id not in chosen]
-        keys = []
-        for chain_id in [*chosen, *others]:
-            chain = await self.get_chain(chain_id)
-            keys.append(tokens.jwk(x509.load_pem_x509_certificates(chain.chain_pem.encode())))
-        return {"keys": keys}
-
     # -- feed and snapshot (for the gateway) -------------------------------------------------
 
     async def last_seq(self) -> int:
@@ -500,14 +388,6 @@ class CertStore(TrustStore, AccessStore):
         sealed = self._sealer.seal(new.key_der, aad=record_aad("chain", chain_id, account_id))
         await w.insert_chain(chain, sealed)
         return chain_id
-
-
-def _check_binding(domain: str, chain: Chain | None, chain_id: str) -> None:
-    if chain is None:
-        raise NotFound("chain", chain_id)
-    if chain.purpose != "tls" or not ({domain, "*." + domain} & set(chain.dns_names)):
-        raise InvalidInput(f"chain {chain_id} is not a TLS chain for {domain!r} (its names: "
-                           f"{', '.join(chain.dns_names) or 'none'})")
 
 
 def _served(chain: Chain, sealed: bytes) -> ServedChain:

@@ -1,14 +1,16 @@
 """Errors raised by the proxy package.
 
-`ProxyError` is the package's root. It should become a child of the gateway's
-`GatewayError` once that exists (architecture convention 3); leaves also inherit the
-matching built-in so callers can catch `ValueError` for bad configuration.
+`ProxyError` is the package's root, a child of the gateway's `GatewayError`
+(architecture convention 3); leaves also inherit the matching built-in so callers can
+catch `ValueError` for bad configuration.
 """
 
 from __future__ import annotations
 
+from gateway.errors import GatewayError
 
-class ProxyError(Exception):
+
+class ProxyError(GatewayError):
     """Root of every error the proxy package raises."""
 
 

@@ -352,7 +352,7 @@ class ProxyProtocol(asyncio.Protocol):
         if exchange is not None and kind in (T_RESPONSE, T_STREAM):
             exchange.on_timeout(kind)
         elif kind == T_HEAD and self._in_head:
-            self._answer_and_close(408)  # RFC 9110 section 15.5.9
+            self._answer_and_close(408, "request head timeout")  # RFC 9110 s. 15.5.9
         else:
             self._close()  # idle keep-alive connection: close without a word
 
@@ -360,7 +360,7 @@ class ProxyProtocol(asyncio.Protocol):
         status, self._reject = self._reject or 400, 0
         exchange = self._exchange
         if exchange is None:
-            self._answer_and_close(status)
+            self._answer_and_close(status, f"invalid request head: {error}")
         elif not exchange.req_done:
             # The body of the request in flight is malformed (bad chunk framing).
             exchange.reject_body(f"invalid request body: {error}")
@@ -369,9 +369,11 @@ class ProxyProtocol(asyncio.Protocol):
             self.draining = True
             self._pause(_PAUSE_BROKEN)
 
-    def _answer_and_close(self, status: int) -> None:
+    def _answer_and_close(self, status: int, error: str) -> None:
+        """Refuse a request whose head never completed; it is logged without method/path."""
         self.write(http.local_response(status, close=True))
         self._close()
+        self._call_hook(RequestRecord.rejected(status, error))
 
     def _pause(self, reason: int) -> None:
         if not self._read_pause and self.transport is not None and not self._closing:
@@ -395,7 +397,10 @@ class ProxyProtocol(asyncio.Protocol):
                 self.transport.close()
 
     def _emit(self, exchange: Exchange) -> None:
+        self._call_hook(exchange.record())
+
+    def _call_hook(self, record: RequestRecord) -> None:
         try:
-            self._on_request(exchange.record())
+            self._on_request(record)
         except Exception:
             logger.exception("proxy: on_request hook failed")

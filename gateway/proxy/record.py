@@ -31,3 +31,21 @@ class RequestRecord:
     ipp_request_id: int | None
     ipp_status: int | None
     error: str | None
+
+    @classmethod
+    def rejected(cls, status: int, error: str) -> RequestRecord:
+        """A request refused before its head was complete: no method, path or host."""
+        return cls(
+            method="",
+            path="",
+            host="",
+            status=status,
+            bytes_in=0,
+            bytes_out=0,
+            duration_s=0.0,
+            upstream_latency_s=None,
+            ipp_operation=None,
+            ipp_request_id=None,
+            ipp_status=None,
+            error=error,
+        )

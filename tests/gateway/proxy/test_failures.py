@@ -248,6 +248,9 @@ async def test_garbage_is_400_and_closes(upstream: FakeUpstream, start_proxy: St
     assert response.status == 400 and response.header("connection") == "close"
     assert await client.at_eof()
     await client.close()
+    [record] = proxy.records
+    assert (record.method, record.status) == ("", 400)
+    assert (record.error or "").startswith("invalid request head")
 
 
 async def test_bad_chunk_framing_in_body_is_400(
@@ -274,6 +277,7 @@ async def test_oversized_head_is_431(upstream: FakeUpstream, start_proxy: StartP
         assert await client.at_eof()
         await client.close()
     assert upstream.requests == []
+    assert [r.status for r in proxy.records] == [431, 431]
 
 
 async def test_endless_header_line_is_431_before_it_ends(
@@ -297,6 +301,7 @@ async def test_header_timeout_is_408(upstream: FakeUpstream, start_proxy: StartP
     assert response.status == 408
     assert await client.at_eof()
     await client.close()
+    assert [(r.status, r.error) for r in proxy.records] == [(408, "request head timeout")]
 
 
 async def test_idle_keep_alive_connection_is_closed(

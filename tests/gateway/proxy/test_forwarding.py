@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from gateway.proxy import ProxySettings, Route, Upstream
-from tests.gateway.proxy.conftest import StartProxy, settings_for
+from tests.gateway.proxy.conftest import StartProxy, eventually, settings_for
 from tests.gateway.proxy.fake_upstream import FakeUpstream
 from tests.gateway.proxy.http_client import Client, build_request
 
@@ -379,3 +379,24 @@ async def test_half_closed_client_still_gets_its_response(
     assert response.json()["target"] == "/half"
     assert await client.at_eof()
     await client.close()
+
+
+async def test_pipelined_requests_wait_behind_a_slow_response(
+    upstream: FakeUpstream, start_proxy: StartProxy
+) -> None:
+    proxy = await start_proxy(settings_for(upstream.port))
+    client = await Client.open(proxy.port)
+    await client.send(
+        build_request("POST", "/gated/1", body=b"one")
+        + build_request("POST", "/2", body=b"two")
+        + build_request("GET", "/3")
+    )
+    await eventually(lambda: upstream.heads == ["/gated/1"])
+    # The later requests are held (not forwarded) while the first response is pending.
+    assert proxy.protocols[0].reading_paused
+    upstream.gate.set()
+    targets = [(await client.read_response()).json()["target"] for _ in range(3)]
+    await client.close()
+    assert targets == ["/gated/1", "/2", "/3"]
+    assert upstream.heads == ["/gated/1", "/2", "/3"]
+    assert upstream.connections == 1
