@@ -217,6 +217,9 @@ class Listener:
         m.bytes.labels(name, "out").inc(record.bytes_out)
         if record.upstream_latency_s is not None:
             m.upstream_latency.labels(name).observe(record.upstream_latency_s)
+        if record.ipp_operation is not None:
+            status = "none" if record.ipp_status is None else f"0x{record.ipp_status:04x}"
+            m.ipp_operations.labels(name, record.ipp_operation, status).inc()
         log_access({"listener": name, **conn, "method": record.method, "path": record.path,
                     "host": record.host, "status": record.status,
                     "ipp_operation": record.ipp_operation,

@@ -68,6 +68,9 @@ class Metrics:
                                           registry=r)
         self.bytes = Counter("certgate_bytes_total", "Body bytes by direction",
                              ["listener", "direction"], registry=r)
+        self.ipp_operations = Counter("certgate_ipp_operations_total",
+                                      "IPP operations by name and IPP status",
+                                      ["listener", "operation", "status"], registry=r)
         self.context_cache = Gauge("certgate_context_cache_size",
                                    "Per-chain TLS contexts in memory", registry=r)
         self.reloads = Counter("certgate_reloads_total", "Snapshot swaps after store changes",

@@ -1,8 +1,8 @@
 """Following the store's change feed: rebuild the snapshot, swap one reference.
 
 The follower wakes at once for commits made in its own process (``CertStore.watch``) and
-polls the feed's sequence number for commits made by other processes (the CLI, other
-workers): a SQLite ``MAX(seq)`` every ``poll_s`` is cheap. Each batch of changes rebuilds
+polls the feed for commits made by other processes (the CLI, other workers): one indexed
+SQLite read every ``poll_s`` is cheap. Each batch of changes rebuilds
 only the accounts it names (``Snapshot.with_accounts``) and drops their cached contexts;
 handshakes already running hold the old context and are not affected.
 """

@@ -88,7 +88,8 @@ class Gateway:
     async def _start(self) -> None:
         started = time.monotonic()
         self.ref.snapshot = await self.store.snapshot()
-        follower = Follower(self.store, self.ref, on_accounts_changed=self._changed,
+        follower = Follower(self.store, self.ref, poll_s=self.config.store_poll_interval_s,
+                            on_accounts_changed=self._changed,
                             on_reload=lambda _s: self.metrics.reloads.inc())
         self._follower_task = asyncio.create_task(follower.run(), name="certgate-follower")
         for cfg in self.config.listeners:

@@ -33,7 +33,7 @@ class Gateway:
                  root_pem: str) -> None:
         self.proc, self.port, self.dead_port, self.log = proc, port, dead_port, log
         self.root_pem = root_pem
-        self.web_port = 0
+        self.web_port = self.admin_port = 0
 
     def access(self) -> list[dict[str, object]]:
         lines = self.log.read_text().splitlines()
@@ -54,6 +54,7 @@ def gateway(netns: NetNamespace, ippeveprinter: IppEvePrinter,
     port = netns.free_port(TENANT_ADDRESS)
     dead_port = netns.free_port(TENANT_ADDRESS)
     web_port = netns.free_port(TENANT_ADDRESS)
+    admin_port = netns.free_port("127.0.0.1")
     stopped = netns.free_port("127.0.0.1")  # nothing listens there: upstream "down"
     config = tmp / "certgate.yaml"
     config.write_text(yaml.safe_dump({
@@ -65,7 +66,8 @@ def gateway(netns: NetNamespace, ippeveprinter: IppEvePrinter,
              "upstream": f"http://127.0.0.1:{stopped}"},
             {"name": "web", "kind": "https", "bind": f"0.0.0.0:{web_port}",
              "upstream": ippeveprinter.http_upstream},
-        ]}))
+        ],
+        "admin": {"bind": f"127.0.0.1:{admin_port}"}}))
     _cli(config, "init")
     acme = json.loads(_cli(config, "account", "create", "--name", "Acme", "--kind", "customer",
                            "--domain", "acme.example", "--domain", "print.acme.example",
@@ -79,6 +81,7 @@ def gateway(netns: NetNamespace, ippeveprinter: IppEvePrinter,
     netns.wait_for_port(TENANT_ADDRESS, port, proc=proc)
     gw = Gateway(proc, port, dead_port, log, _cli(config, "ca", "show"))
     gw.web_port = web_port
+    gw.admin_port = admin_port
     yield gw
     proc.stop()
 
@@ -102,6 +105,19 @@ def test_ipp_operations_through_the_gateway(gateway: Gateway, ippeveprinter: Ipp
     assert {"Print-Job", "Send-Document", "Get-Jobs"} <= ops
     assert {a["sni"] for a in lines} == {"print.acme.example"}
     assert all(a["status"] == 200 and a["account"] for a in lines)
+    assert {a["ipp_status"] for a in lines if a["ipp_operation"] == "Print-Job"} == {0}
+
+
+def test_ipp_operations_are_counted_in_metrics(gateway: Gateway, netns: NetNamespace,
+                                               ipptool: IppTool) -> None:
+    ipptool.run(f"ipps://print.acme.example:{gateway.port}/ipp/print",
+                ["get-printer-attributes.test"], wait_idle=False).assert_ok()
+    metrics = netns.run(["curl", "-sk", f"https://127.0.0.1:{gateway.admin_port}/metrics"],
+                        timeout=20).stdout
+    line = ('certgate_ipp_operations_total{listener="print",'
+            'operation="Get-Printer-Attributes",status="0x0000"}')
+    assert line in metrics, metrics[-2000:]
+    assert float(metrics.split(line)[1].split()[0]) >= 1
 
 
 def test_sni_selects_the_tenant_chain_verified_by_a_real_client(
@@ -128,6 +144,7 @@ def test_upstream_down_gives_ipp_error_not_a_broken_connection(
     assert run.error_message is None or "connect" not in run.error_message.lower()
     lines = [a for a in gateway.access() if a.get("listener") == "print-down"]
     assert lines and lines[-1]["ipp_operation"] == "Get-Printer-Attributes"
+    assert lines[-1]["ipp_status"] == 0x0502  # server-error-service-unavailable
 
 
 def _tickets(netns: NetNamespace, port: int) -> int:
