@@ -20,7 +20,7 @@ from certstore.keys import KeyType, key_to_der
 from certstore.model import Origin
 from certstore.names import offending_names
 from certstore.pkcs12 import read_pkcs12
-from certstore.x509info import CertInfo, certificate_dns_names, describe, key_type, to_pem
+from certstore.x509info import CertInfo, describe, key_type, split_dns_names, to_pem
 
 MIN_RSA_BITS = 2048
 WEAK_HASHES = frozenset({"md5", "sha1"})
@@ -86,8 +86,8 @@ def check_validity(leaf: CertInfo, now: dt.datetime) -> None:
 
 def check_signatures(chain: Sequence[CertInfo]) -> None:
     """Refuse MD5/SHA-1 signatures on the leaf or intermediates (a root's own is irrelevant)."""
-    weak = [c.subject for c in chain
-            if not c.self_signed and (c.signature_hash or "") in WEAK_HASHES]
+    weak = [c.subject for i, c in enumerate(chain)
+            if (i == 0 or not c.self_signed) and (c.signature_hash or "") in WEAK_HASHES]
     if weak:
         raise InvalidCertificate(
             "MD5 or SHA-1 signatures are not accepted; reissue with SHA-256 or better: "
@@ -96,8 +96,15 @@ def check_signatures(chain: Sequence[CertInfo]) -> None:
 
 def check_names(leaf: CertInfo, domains: frozenset[str]) -> tuple[str, ...]:
     """The page's SAN/CN rule; the refusal lists every name the account does not own."""
-    names = certificate_dns_names(leaf)
-    bad = offending_names(names, domains)
+    valid, invalid = split_dns_names(leaf)
+    bad = offending_names(valid, domains)
+    if invalid:
+        raise InvalidCertificate(
+            "the certificate names invalid DNS names (only whole left-most wildcards '*.' "
+            f"are allowed): {', '.join(repr(b) for b in invalid)}"
+            + (f"; and these are not domains of the account: {', '.join(bad)}" if bad else ""),
+            rule="invalid-names", names=[*invalid, *bad])
+    names = valid
     if bad:
         raise InvalidCertificate(
             "these names are not domains of the account (a wildcard '*.d' needs the domain "

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from asn1crypto import cms, pkcs12
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.hazmat.primitives.serialization import load_der_private_key
 from cryptography.hazmat.primitives.serialization import pkcs12 as crypto_pkcs12
 
 from certstore.errors import InvalidCertificate
@@ -117,6 +118,20 @@ def _has_plain_key_bag(pfx: pkcs12.Pfx) -> bool:
     return False
 
 
+def _key_bags_decrypt(pfx: pkcs12.Pfx, password: bytes) -> bool:
+    """False if a shrouded key bag of an unencrypted safe does not decrypt with ``password``."""
+    for info in pfx.authenticated_safe:
+        if info["content_type"].native != "data":
+            continue
+        for bag in pkcs12.SafeContents.load(info["content"].native):
+            if bag["bag_id"].native == "pkcs8_shrouded_key_bag":
+                try:
+                    load_der_private_key(bag["bag_value"].untag().dump(), password)
+                except Exception:
+                    return False
+    return True
+
+
 def _parse_structure(data: bytes) -> pkcs12.Pfx:
     try:
         pfx = pkcs12.Pfx.load(data)
@@ -141,26 +156,36 @@ def read_pkcs12(data: bytes, password: bytes | None) -> Pkcs12Contents:
     if not data:
         raise _refuse("the file is empty", "empty")
     pfx = _parse_structure(data)
-    has_mac = pfx["mac_data"].native is not None
-    if not has_mac or _mac_verifies(pfx, b"") is True:
+    if pfx["mac_data"].native is None:
         raise _refuse("the file is not password-protected; export it again protecting both "
                       "the file and the private key with one password", "password-missing")
-    if not password:
-        raise _refuse("the file is password-protected: give its password", "password-missing")
-    mac_ok = _mac_verifies(pfx, password)
+    # The given password is checked first: one key derivation in the normal case.
+    mac_ok = _mac_verifies(pfx, password) if password else False
     if mac_ok is False:
+        if _mac_verifies(pfx, b"") is True:
+            raise _refuse("the file is not password-protected (empty password); export it "
+                          "again protecting the file and the key with one password",
+                          "password-missing")
+        if not password:
+            raise _refuse("the file is password-protected: give its password",
+                          "password-missing")
         raise _refuse("wrong password: the file's integrity check fails with the password "
                       "given", "wrong-password")
+    assert password is not None
     if _has_plain_key_bag(pfx):
         raise _refuse("the private key inside the file is not password-protected; export it "
                       "again protecting the key with the file's password", "key-not-protected")
     try:
         loaded = crypto_pkcs12.load_pkcs12(data, password)
     except Exception as e:
-        if mac_ok:
+        if mac_ok and not _key_bags_decrypt(pfx, password):
             raise _refuse("the file's password is right, but its private key (or "
                           "certificates) are protected with a different password; export it "
                           "again with one password for both", "key-password-differs") from e
+        if mac_ok:
+            raise _refuse(f"the password is right, but the file's content cannot be read "
+                          f"({type(e).__name__}: {e}); export it again from its source",
+                          "unreadable") from e
         raise _refuse(f"the file cannot be opened with this password ({e})",
                       "wrong-password") from e
     if loaded.key is None:

@@ -8,7 +8,10 @@ into :class:`InvalidCertificate`, so no caller ever sees a foreign exception.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -39,6 +42,17 @@ class CertInfo:
     san_ip: tuple[str, ...]
     signature_hash: str | None
     self_signed: bool
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """cryptography warns (not fails) on some RFC 5280 violations, such as negative serial
+    numbers. Whether such a certificate is accepted must not depend on the process's
+    warning filters (tests turn warnings into errors), so parsing ignores them: the rules
+    that matter (names, validity, keys, signatures) are checked explicitly."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def fingerprint(cert: x509.Certificate) -> str:
@@ -80,7 +94,8 @@ def _describe(cert: x509.Certificate) -> CertInfo:
 def describe(cert: x509.Certificate) -> CertInfo:
     """Read every field certgate uses, or raise :class:`InvalidCertificate`."""
     try:
-        return _describe(cert)
+        with _quiet():
+            return _describe(cert)
     except Exception as e:  # cryptography raises many unrelated types on odd certificates
         raise InvalidCertificate(
             f"the certificate cannot be read ({type(e).__name__}: {e}); export it again "
@@ -104,14 +119,15 @@ def load_certificates(data: bytes) -> list[x509.Certificate]:
             rule="private-key-given",
         )
     try:
-        if _PEM_ANY_MARKER in data:
-            if _PEM_CERT_MARKER not in data:
-                raise InvalidCertificate(
-                    "the PEM file holds no CERTIFICATE block", rule="not-a-certificate"
-                )
-            certs = x509.load_pem_x509_certificates(data)
-        else:
-            certs = [x509.load_der_x509_certificate(data)]
+        with _quiet():
+            if _PEM_ANY_MARKER in data:
+                if _PEM_CERT_MARKER not in data:
+                    raise InvalidCertificate(
+                        "the PEM file holds no CERTIFICATE block", rule="not-a-certificate"
+                    )
+                certs = x509.load_pem_x509_certificates(data)
+            else:
+                certs = [x509.load_der_x509_certificate(data)]
     except InvalidCertificate:
         raise
     except Exception as e:
@@ -124,14 +140,12 @@ def load_certificates(data: bytes) -> list[x509.Certificate]:
     return certs
 
 
-def certificate_dns_names(info: CertInfo) -> list[str]:
-    """The DNS names the product rules check: SAN DNS names, else the CN.
-
-    IP addresses in the SAN are filtered out; a SAN with only IP addresses counts as empty
-    (product page). Names are normalised; an invalid one raises :class:`InvalidCertificate`
-    listing every invalid name.
-    """
-    raw = list(info.san_dns) if info.san_dns else ([info.common_name] if info.common_name else [])
+def split_dns_names(info: CertInfo) -> tuple[list[str], list[str]]:
+    """``(valid normalised names, invalid raw names)`` the product rules check: the SAN DNS
+    names, else the CN. IP addresses in the SAN are filtered out (product page). A SAN dNSName
+    is an IA5String: one with non-ASCII characters is invalid, not converted to an A-label."""
+    from_san = bool(info.san_dns)
+    raw = list(info.san_dns) if from_san else ([info.common_name] if info.common_name else [])
     if not raw:
         raise InvalidCertificate(
             "the certificate has neither DNS names in its subject alternative names nor a "
@@ -141,6 +155,9 @@ def certificate_dns_names(info: CertInfo) -> list[str]:
     out: list[str] = []
     bad: list[str] = []
     for name in raw:
+        if from_san and not name.isascii():
+            bad.append(name)
+            continue
         try:
             norm = normalize_name(name, allow_wildcard=True)
         except InvalidName:
@@ -148,6 +165,13 @@ def certificate_dns_names(info: CertInfo) -> list[str]:
             continue
         if norm not in out:
             out.append(norm)
+    return out, bad
+
+
+def certificate_dns_names(info: CertInfo) -> list[str]:
+    """The normalised DNS names the product rules check, or :class:`InvalidCertificate`
+    listing every invalid name (see :func:`split_dns_names`)."""
+    out, bad = split_dns_names(info)
     if bad:
         raise InvalidCertificate(
             "the certificate names invalid DNS names (only whole left-most wildcards '*.' "
