@@ -165,3 +165,22 @@ def test_trusted_ca_pki_and_token_commands(certgate: Run, tmp_path: Path,
     certgate("pki", "set-signing", acc["id"], "--clear")
     refused = certgate("token", "issue", acc["id"], "--subject", "t1", ok=False)
     assert "no signing chain" in refused.stderr
+
+
+def test_password_prompt_on_a_terminal(certgate: Run, tmp_path: Path,
+                                       intermediate_ca: Issued) -> None:
+    """The prompt path: a real pseudo-terminal (util-linux ``script``), password typed."""
+    acc = _json(certgate("account", "create", "--name", "A", "--kind", "customer",
+                         "--domain", "a.com", "--json"))
+    assert isinstance(acc, dict)
+    (tmp_path / "a.pfx").write_bytes(openssl_pkcs12(make_leaf(intermediate_ca, dns=["a.com"]),
+                                                    "typed-secret", tmp_path))
+    command = " ".join([*CERTGATE[:2], repr(CERTGATE[2]), "chain", "import", acc["id"],
+                        "a.pfx", "--json"])
+    typed = subprocess.run(
+        ["sh", "-c", f"(sleep 1; printf 'typed-secret\\n') | script -qec {command!r} /dev/null"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert "PKCS#12 password" in typed.stdout
+    assert "typed-secret" not in typed.stdout  # hidden input, never echoed
+    listed = _json(certgate("chain", "list", acc["id"], "--json"))
+    assert isinstance(listed, list) and [c["origin"] for c in listed] == ["generated", "imported"]
