@@ -36,7 +36,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument(
         "--servers",
-        default="nginx,haproxy",
+        default="nginx,haproxy,certgate",
         help="comma-separated servers; ratios are to nginx (default: %(default)s)",
     )
     p.add_argument(
@@ -61,6 +61,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=32, help="handshake workers (default 32)")
     p.add_argument(
         "--connections", type=int, default=32, help="kept-alive connections for GETs (default 32)"
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="repeat each handshake/GET measurement, keep the median (default 3; quick 1)",
     )
     p.add_argument("--upload-mb", type=int, default=200, help="upload size, MB (default 200)")
     p.add_argument(
@@ -111,8 +117,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--results",
         type=Path,
-        default=Path("bench/results/compare.json"),
-        help="JSON results file (default: %(default)s)",
+        default=None,
+        help="JSON results file (default: bench/results/compare.json, quick: compare-quick.json)",
     )
     return p.parse_args(argv)
 
@@ -128,6 +134,7 @@ def config_from(args: argparse.Namespace, argv: list[str]) -> RunConfig:
         handshake_workers=args.workers,
         get_connections=args.connections,
         upload_mb=args.upload_mb,
+        repeats=max(1, args.repeats or (1 if args.quick else 3)),
         chain_repeats=args.chain_repeats or (1 if args.quick else 3),
         server_cpus=args.server_cpus or None,
         loadgen_cpus=args.loadgen_cpus or None,
@@ -139,7 +146,8 @@ def config_from(args: argparse.Namespace, argv: list[str]) -> RunConfig:
         cert_dir=args.cert_dir,
         workdir=args.workdir,
         keep_workdir=args.keep_workdir,
-        results_path=args.results,
+        results_path=args.results
+        or Path("bench/results/compare-quick.json" if args.quick else "bench/results/compare.json"),
         max_tls=args.max_tls,
         warmup=not args.no_warmup,
         command=shlex.join(["bench/compare.py", *argv]),

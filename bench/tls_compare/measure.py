@@ -95,6 +95,7 @@ def start_and_wait(server: Server, tenants: TenantSet, rig: Rig, upstream: Upstr
         raise MeasureError(
             f"port {rig.port} is still in use before {server.name} starts: {listener}"
         )
+    server.prepare(tenants, rig.port, upstream)
     started = time.perf_counter()
     server.start(tenants, rig.port, upstream)
     deadline = started + rig.startup_timeout

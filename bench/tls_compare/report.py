@@ -16,6 +16,7 @@ ROW_ORDER = (
     "upload",
     "upload_cpu",
     "startup",
+    "startup_cpu",
     "rss",
     "pss",
     "chain_change_ms",

@@ -16,7 +16,7 @@ from typing import Any
 
 from . import certs, measure
 from .loadgen import Loadgen, build, read_event
-from .proctree import BusyMeter, memory
+from .proctree import BusyMeter, cpu_seconds, memory
 from .report import Results
 from .servers import REGISTRY, Server, Upstream
 
@@ -33,6 +33,7 @@ class RunConfig:
     get_connections: int = 32
     upload_mb: int = 200
     upload_repeats: int = 3
+    repeats: int = 1
     chain_repeats: int = 3
     server_cpus: str | None = "1"
     loadgen_cpus: str | None = "0"
@@ -204,11 +205,22 @@ class Runner:
         kl, tl = _key_label(key_type), _label_tenants(count)
 
         startup = measure.start_and_wait(server, tenants, rig, self.upstream)
+        startup_cpu = cpu_seconds(server.pids())
         idle = memory(server.pids())
-        log(f"{tag}: ready in {startup:.2f} s, RSS {idle.rss_mb:.0f} MB, PSS {idle.pss_mb:.0f} MB")
+        log(
+            f"{tag}: ready in {startup:.2f} s ({startup_cpu:.2f} CPU-s), "
+            f"RSS {idle.rss_mb:.0f} MB, PSS {idle.pss_mb:.0f} MB"
+        )
         measure.verify_chain(rig, tenants, tenants.tenants[-1])
         if largest:
             res.add(f"startup/{key_type}", f"start-up, {kl}, {tl}", "s", server.name, startup)
+            res.add(
+                f"startup_cpu/{key_type}",
+                f"start-up CPU time of the server, {kl}, {tl}",
+                "CPU-s",
+                server.name,
+                startup_cpu,
+            )
 
         if rig.warmup:
             warm = measure.warm_up(rig, names, count)
@@ -216,7 +228,7 @@ class Runner:
                 f"{tag}: warm-up, one handshake per tenant: {warm['ops']} in "
                 f"{warm['duration_s']:.1f} s, errors {warm['errors']}"
             )
-        hs = measure.handshakes(server, rig, names)
+        hs = self._repeated(lambda: measure.handshakes(server, rig, names))
         log(
             f"{tag}: {hs['per_wall_s']:,.0f} handshakes/s, {hs['per_cpu_s'] or 0:,.0f}/CPU-s "
             f"(server CPU {hs.get('server_cpu_util', 0):.0%}, errors {hs['errors']}, "
@@ -269,7 +281,8 @@ class Runner:
     ) -> None:
         assert self.rig is not None
         res = self.results
-        gets = measure.kept_alive_gets(server, self.rig, names)
+        rig = self.rig
+        gets = self._repeated(lambda: measure.kept_alive_gets(server, rig, names))
         log(
             f"{tag}: {gets['per_wall_s']:,.0f} GETs/s, {gets['per_cpu_s'] or 0:,.0f}/CPU-s "
             f"(server CPU {gets.get('server_cpu_util', 0):.0%}, "
@@ -314,6 +327,16 @@ class Runner:
             measure.median([mb / max(u["server_cpu_s"], 0.01) for u in uploads]),
         )
 
+    def _repeated(self, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Run a throughput measurement ``repeats`` times; the run of median CPU rate wins."""
+        runs = [run() for _ in range(self.cfg.repeats)]
+        runs.sort(key=lambda r: float(r["per_cpu_s"] or 0))
+        chosen = runs[len(runs) // 2]
+        if len(runs) > 1:
+            chosen["per_cpu_s_runs"] = [round(r["per_cpu_s"] or 0) for r in runs]
+            chosen["per_wall_s_runs"] = [round(r["per_wall_s"]) for r in runs]
+        return chosen
+
     def _chain_changes(self, server: Server, tenants: certs.TenantSet, tl: str, tag: str) -> None:
         assert self.rig is not None
         samples = []
@@ -353,6 +376,8 @@ def _details(result: dict[str, Any]) -> dict[str, Any]:
         "lat_ms",
         "bytes",
         "send_done_s",
+        "per_cpu_s_runs",
+        "per_wall_s_runs",
     )
     return {k: result[k] for k in keep if k in result}
 

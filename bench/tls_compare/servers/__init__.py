@@ -5,12 +5,14 @@ from __future__ import annotations
 import importlib
 
 from .base import ChainChange, Server, ServerError, Upstream
+from .certgate import CertgateServer
 from .haproxy import HaproxyServer
 from .nginx import NginxServer
 
 REGISTRY: dict[str, type[Server]] = {
     NginxServer.name: NginxServer,
     HaproxyServer.name: HaproxyServer,
+    CertgateServer.name: CertgateServer,
 }
 
 

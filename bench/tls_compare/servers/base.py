@@ -1,7 +1,8 @@
 """The interface every compared server implements, and helpers they share.
 
 To add a server (certgate, say) as a new column, subclass :class:`Server`, implement its
-abstract methods and register the class in ``tls_compare.servers.REGISTRY`` (or pass
+abstract methods (``available``, ``version``, ``prepare``, ``start``, ``stop``, ``pids``,
+``apply_chain_change``) and register the class in ``tls_compare.servers.REGISTRY`` (or pass
 ``--server-class module:Class`` to ``bench/compare.py``). The adapter launches its processes
 under ``pinned(cmd, self.cpus)`` (``taskset -c``); the harness does everything else: it times
 start-up until a handshake for the *last* tenant returns that tenant's own leaf, reads CPU
@@ -61,7 +62,7 @@ class ServerError(RuntimeError):
 class Server(abc.ABC):
     """A TLS-terminating reverse proxy under test.
 
-    One instance serves one configuration at a time: ``start`` then ``stop``, possibly
+    One instance serves one configuration at a time: ``prepare``, ``start``, ``stop``, possibly
     several times with different tenant sets. ``workdir`` is a fresh directory the server
     may use freely (configs, logs, sockets, its own copies of certificates); ``cpus`` is
     the ``taskset -c`` list its processes must run on.
@@ -85,12 +86,21 @@ class Server(abc.ABC):
         """One line naming the server's version (and its TLS library)."""
 
     @abc.abstractmethod
+    def prepare(self, tenants: TenantSet, port: int, upstream: Upstream) -> None:
+        """Write whatever ``start`` needs (configuration, certificate files, a store import).
+
+        Not timed: this stands for the state a server is in before a restart. Stop any
+        previous instance first.
+        """
+
+    @abc.abstractmethod
     def start(self, tenants: TenantSet, port: int, upstream: Upstream) -> None:
         """Start serving every tenant's chain on ``127.0.0.1:port``, proxying to ``upstream``.
 
-        The first tenant's chain is the default (no SNI, unknown SNI). Return as soon as the
-        processes are launched or when the server is ready, either is fine: the harness
-        measures start-up until a handshake for the last tenant succeeds.
+        Called right after ``prepare`` with the same arguments. The first tenant's chain is
+        the default (no SNI, unknown SNI). Return as soon as the processes are launched or
+        when the server is ready, either is fine: the harness times from just before this
+        call until a handshake for the last tenant presents that tenant's leaf.
         """
 
     @abc.abstractmethod

@@ -85,8 +85,8 @@ class HaproxyServer(Server):
     def _pem_path(self, tenant: Tenant) -> Path:
         return self.cert_dir / f"{tenant.name}.pem"
 
-    def start(self, tenants: TenantSet, port: int, upstream: Upstream) -> None:
-        """See :class:`Server`."""
+    def prepare(self, tenants: TenantSet, port: int, upstream: Upstream) -> None:
+        """See :class:`Server`: one combined PEM per tenant, the crt-list, the config."""
         self.stop()
         if self.cert_dir.exists():
             shutil.rmtree(self.cert_dir)
@@ -99,6 +99,9 @@ class HaproxyServer(Server):
         (self.workdir / "crt-list.txt").write_text("".join(lines))
         self.conf.write_text(CONFIG.format(work=self.workdir, port=port, upstream=upstream.addr))
         self.socket_path.unlink(missing_ok=True)
+
+    def start(self, tenants: TenantSet, port: int, upstream: Upstream) -> None:
+        """See :class:`Server`."""
         cmd = [self.binary, "-db", "-f", str(self.conf)]
         self.proc = launch(pinned(cmd, self.cpus), self.workdir / "haproxy.log")
 

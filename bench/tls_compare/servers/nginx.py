@@ -143,10 +143,13 @@ class NginxServer(Server):
             *extra,
         ]
 
-    def start(self, tenants: TenantSet, port: int, upstream: Upstream) -> None:
-        """See :class:`Server`."""
+    def prepare(self, tenants: TenantSet, port: int, upstream: Upstream) -> None:
+        """See :class:`Server`: links the tenants' files, writes one server block each."""
         self.stop()
         self._write_config(tenants, port, upstream)
+
+    def start(self, tenants: TenantSet, port: int, upstream: Upstream) -> None:
+        """See :class:`Server`."""
         self.proc = launch(pinned(self._cmd(), self.cpus), self.workdir / "stdout.log")
 
     def stop(self) -> None:

@@ -1,0 +1,182 @@
+"""certgate as a compared server: ``certgate serve`` on a store holding every tenant.
+
+``prepare`` (not timed) loads the tenants into a fresh store in one transaction through
+certstore's own database and sealing modules: account, domain, chain, sealed key. It skips
+the PKCS#12 import rules, which would take minutes for 10,000 tenants and are not what this
+benchmark measures. ``start`` runs the real ``certgate serve`` pinned to the server CPUs.
+
+A chain change goes the way an admin's does, durably: the new chain is wrapped in a PKCS#12
+file and imported with ``CertStore.import_chain`` (every import rule applies, the key is
+sealed, the commit appends to the change feed), then bound to the tenant's domain. The
+running gateway follows the feed (10 ms poll across processes) and serves it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from ..certs import Tenant, TenantSet
+from ..loadgen import pinned
+from .base import ChainChange, Server, ServerError, Upstream, launch, stop_process, tail
+
+ROOT = Path(__file__).resolve().parents[3]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from certstore.keys import key_to_der  # noqa: E402
+from certstore.model import Account, Chain  # noqa: E402
+from certstore.persistence.keyfile import create_master_key, read_master_key  # noqa: E402
+from certstore.persistence.sqlite import Database  # noqa: E402
+from certstore.sealing import Sealer, record_aad  # noqa: E402
+from certstore.store import CertStore  # noqa: E402
+from certstore.x509info import describe, key_type  # noqa: E402
+
+PASSWORD = b"bench-change"
+
+
+async def _bulk_load(db_path: Path, master_key: bytes, tenants: TenantSet) -> dict[str, str]:
+    """Accounts, domains and chains for every tenant; returns ``name -> account id``."""
+    store, _ = await CertStore.initialize(db_path, master_key, ca_key_type="ecdsa-p256")
+    await store.close()
+    sealer = Sealer(master_key)
+    db = await Database.open(db_path)
+    now = dt.datetime.now(dt.UTC)
+    ids: dict[str, str] = {}
+    try:
+        async with db.write(now) as w:
+            for i, tenant in enumerate(tenants.tenants):
+                account_id, chain_id = f"acc_bench{i:06d}", f"chn_bench{i:06d}"
+                await w.insert_account(Account(id=account_id, name=tenant.name,
+                                               kind="customer", parent_id=None, domains=(),
+                                               created_at=now))
+                await w.insert_domain(account_id, tenant.name)
+                pem = tenant.chain_path.read_bytes()
+                leaf = describe(x509.load_pem_x509_certificates(pem)[0])
+                key = serialization.load_pem_private_key(tenant.key_path.read_bytes(), None)
+                chain = Chain(id=chain_id, account_id=account_id, purpose="tls",
+                              origin="imported", key_type=key_type(key),
+                              dns_names=(tenant.name,), subject=leaf.subject,
+                              issuer=leaf.issuer, serial=leaf.serial,
+                              not_before=leaf.not_before, not_after=leaf.not_after,
+                              fingerprint_sha256=leaf.fingerprint_sha256,
+                              chain_pem=pem.decode(), created_at=now)
+                sealed = sealer.seal(key_to_der(key),  # type: ignore[arg-type]
+                                     aad=record_aad("chain", chain_id, account_id))
+                await w.insert_chain(chain, sealed)
+                ids[tenant.name] = account_id
+            await w.change("bench.loaded", None, None)
+    finally:
+        await db.close()
+    return ids
+
+
+async def _change(db_path: Path, master_key: bytes, account_id: str, name: str,
+                  p12: bytes) -> None:
+    store = await CertStore.open(db_path, master_key)
+    try:
+        chain = await store.import_chain(account_id, p12, PASSWORD)
+        await store.update_pki(account_id, tls_bindings={name: chain.id})
+    finally:
+        await store.close()
+
+
+class CertgateServer(Server):
+    """``certgate serve`` (one worker, uvloop) with every tenant in its SQLite store."""
+
+    name = "certgate"
+
+    def __init__(self, workdir: Path, cpus: str | None) -> None:
+        """See :class:`Server`."""
+        super().__init__(workdir, cpus)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.data = workdir / "var"
+        self.config = workdir / "certgate.yaml"
+        self.accounts: dict[str, str] = {}
+
+    @classmethod
+    def available(cls) -> str | None:
+        """See :class:`Server`."""
+        try:
+            import gateway.cli  # noqa: F401
+        except ImportError as e:
+            return f"certgate is not importable ({e}); run `make install`"
+        return None
+
+    def version(self) -> str:
+        """See :class:`Server`."""
+        import ssl
+
+        try:
+            import uvloop
+
+            loop = f"uvloop {uvloop.__version__}"
+        except ImportError:
+            loop = "asyncio"
+        return f"certgate (Python {sys.version.split()[0]}, {loop}); {ssl.OPENSSL_VERSION}"
+
+    def prepare(self, tenants: TenantSet, port: int, upstream: Upstream) -> None:
+        """See :class:`Server`: a fresh store holding every tenant, and the config."""
+        self.stop()
+        if self.data.exists():
+            shutil.rmtree(self.data)
+        self.data.mkdir(mode=0o700)
+        create_master_key(self.data / "master.key")
+        master = read_master_key(self.data / "master.key")
+        self.accounts = asyncio.run(_bulk_load(self.data / "certgate.sqlite", master, tenants))
+        self.config.write_text(json.dumps({
+            "data_dir": str(self.data), "ca": {"key_type": "ecdsa-p256"},
+            "listeners": [{"name": "bench", "kind": "https", "bind": f"127.0.0.1:{port}",
+                           "upstream": upstream.url, "max_connections": 9000,
+                           "default_chain": "chn_bench000000", "idle_timeout_s": 120,
+                           "upstream_response_timeout_s": 120}],
+        }))
+
+    def start(self, tenants: TenantSet, port: int, upstream: Upstream) -> None:
+        """See :class:`Server`."""
+        cmd = [sys.executable, "-m", "gateway.cli", "-c", str(self.config), "serve"]
+        env_log = self.workdir / "certgate.log"
+        os.environ.setdefault("CERTGATE_LOG_LEVEL", "WARNING")
+        self.proc = launch(pinned(cmd, self.cpus), env_log)
+
+    def stop(self) -> None:
+        """See :class:`Server`: SIGTERM drains, then exits."""
+        stop_process(self.proc, signal.SIGTERM)
+        self.proc = None
+
+    def log_tail(self, lines: int = 5) -> str:
+        """See :class:`Server`."""
+        return tail(self.workdir / "certgate.log", lines)
+
+    def pids(self) -> list[int]:
+        """See :class:`Server`."""
+        if self.proc is None or self.proc.poll() is not None:
+            raise ServerError(f"certgate is not running; see {self.workdir / 'certgate.log'}")
+        return [self.proc.pid]
+
+    def apply_chain_change(self, tenant: Tenant, chain_pem: bytes, key_pem: bytes) -> ChainChange:
+        """Import the chain as PKCS#12 through the store API and bind it (durable)."""
+        certs = x509.load_pem_x509_certificates(chain_pem)
+        key = serialization.load_pem_private_key(key_pem, None)
+        p12 = pkcs12.serialize_key_and_certificates(
+            b"bench", key, certs[0], certs[1:],  # type: ignore[arg-type]
+            serialization.BestAvailableEncryption(PASSWORD))
+        master = read_master_key(self.data / "master.key")
+        started = time.perf_counter()
+        asyncio.run(_change(self.data / "certgate.sqlite", master, self.accounts[tenant.name],
+                            tenant.name, p12))
+        return ChainChange(method="CertStore.import_chain (PKCS#12, all rules) + TLS binding, "
+                                  "committed; the gateway follows the change feed",
+                           durable=True, command_s=time.perf_counter() - started)
