@@ -305,6 +305,10 @@ class CertStore(TrustStore, AccessStore, PkiOps):
         """Sequence number of the latest committed change."""
         return await self._db.last_seq()
 
+    def file_signature(self) -> tuple[int, ...]:
+        """Changes whenever any process commits (see ``Database.file_signature``)."""
+        return self._db.file_signature()
+
     async def changes_since(self, seq: int, limit: int = 1000) -> list[Change]:
         """Committed changes after ``seq``."""
         return await self._db.changes_since(seq, limit)

@@ -15,7 +15,7 @@ import ssl
 from typing import Any
 
 from gateway.config import ListenerConfig
-from gateway.observe import Metrics, log_access
+from gateway.observe import AccessLog, Metrics
 from gateway.proxy import (
     ConnectionContext,
     ProxyProtocol,
@@ -95,7 +95,7 @@ class ListenerSSLProtocol(AlertingSSLProtocol):
         result = getattr(sslobj, "certgate_result", None) or "failed"
         if handshake_exc is not None and result != "unknown_sni":
             result = "failed"
-        self.listener.metrics.handshakes.labels(self.listener.name, result).inc()
+        self.listener.metrics.handshakes[(self.listener.name, result)] += 1
         super()._on_handshake_complete(handshake_exc)
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -114,10 +114,13 @@ class Listener:
     """A configured listener and its running server."""
 
     def __init__(self, config: ListenerConfig, *, ref: SnapshotRef, cache: ContextCache,
-                 default: ChainContext, metrics: Metrics, reuse_port: bool = True) -> None:
+                 default: ChainContext, metrics: Metrics, access_log: AccessLog,
+                 reuse_port: bool = True) -> None:
         self.config = config
         self.name = config.name
         self.metrics = metrics
+        self.access_log = access_log
+        self._latency = metrics.upstream_latency.labels(config.name)
         self._reuse_port = reuse_port
         http = config.kind in ("https", "ipps")
         self.alpn = config.tls.alpn if config.tls.alpn is not None else (
@@ -132,7 +135,6 @@ class Listener:
         self._pool = UpstreamPool() if http else None
         self._connections: set[ListenerSSLProtocol] = set()
         self._server: asyncio.Server | None = None
-        self._active_gauge = metrics.active.labels(self.name)
 
     def _sni(self, sslobj: ssl.SSLObject, name: str | None, base: ssl.SSLContext) -> int | None:
         result = self.selector(sslobj, name, base)
@@ -172,14 +174,11 @@ class Listener:
                           connect_timeout_s=self.config.upstream_connect_timeout_s)
         proto = ListenerSSLProtocol(self, app)
         self._connections.add(proto)
-        self._active_gauge.inc()
         return proto
 
     def forget(self, proto: ListenerSSLProtocol) -> None:
         """A connection ended."""
-        if proto in self._connections:
-            self._connections.discard(proto)
-            self._active_gauge.dec()
+        self._connections.discard(proto)
 
     def connection_info(self, transport: asyncio.BaseTransport) -> dict[str, Any]:
         """Client address, SNI, account and TLS version of an established connection."""
@@ -212,16 +211,16 @@ class Listener:
 
     def _on_request(self, record: RequestRecord, conn: dict[str, Any]) -> None:
         m, name = self.metrics, self.name
-        m.requests.labels(name, str(record.status)).inc()
-        m.bytes.labels(name, "in").inc(record.bytes_in)
-        m.bytes.labels(name, "out").inc(record.bytes_out)
+        m.requests[(name, str(record.status))] += 1
+        m.bytes[(name, "in")] += record.bytes_in
+        m.bytes[(name, "out")] += record.bytes_out
         if record.upstream_latency_s is not None:
-            m.upstream_latency.labels(name).observe(record.upstream_latency_s)
+            self._latency.observe(record.upstream_latency_s)
         if record.ipp_operation is not None:
             status = "none" if record.ipp_status is None else f"0x{record.ipp_status:04x}"
-            m.ipp_operations.labels(name, record.ipp_operation, status).inc()
-        log_access({"listener": name, **conn, "method": record.method, "path": record.path,
-                    "host": record.host, "status": record.status,
+            m.ipp_operations[(name, record.ipp_operation, status)] += 1
+        self.access_log.write({"listener": name, **conn, "method": record.method,
+                    "path": record.path, "host": record.host, "status": record.status,
                     "ipp_operation": record.ipp_operation,
                     "ipp_request_id": record.ipp_request_id, "ipp_status": record.ipp_status,
                     "bytes_in": record.bytes_in, "bytes_out": record.bytes_out,
@@ -276,10 +275,10 @@ class _TcpApp(TcpPipe):
 
     def _report_close(self, record: PipeRecord) -> None:
         m, name = self._listener.metrics, self._listener.name
-        m.bytes.labels(name, "in").inc(record.bytes_in)
-        m.bytes.labels(name, "out").inc(record.bytes_out)
+        m.bytes[(name, "in")] += record.bytes_in
+        m.bytes[(name, "out")] += record.bytes_out
         info = dict(self._info)
         info.pop("served", None)
-        log_access({"listener": name, **info, "bytes_in": record.bytes_in,
+        self._listener.access_log.write({"listener": name, **info, "bytes_in": record.bytes_in,
                     "bytes_out": record.bytes_out,
                     "duration_ms": round(record.duration_s * 1000, 3), "error": record.error})

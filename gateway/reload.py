@@ -1,10 +1,11 @@
 """Following the store's change feed: rebuild the snapshot, swap one reference.
 
 The follower wakes at once for commits made in its own process (``CertStore.watch``) and
-polls the feed for commits made by other processes (the CLI, other workers): one indexed
-SQLite read every ``poll_s`` is cheap. Each batch of changes rebuilds
-only the accounts it names (``Snapshot.with_accounts``) and drops their cached contexts;
-handshakes already running hold the old context and are not affected.
+polls for commits made by other processes (the CLI, other workers): every ``poll_s`` it
+``stat``s the database files and reads the feed only when they changed (and at least every
+``FULL_POLL_S``, as a safety net), so an idle gateway costs a syscall per poll, not a query.
+Each batch of changes rebuilds only the accounts it names (``Snapshot.with_accounts``) and
+drops their cached contexts; handshakes already running hold the old context.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from gateway.tls.selector import SnapshotRef
 
 log = logging.getLogger("certgate.reload")
 BATCH = 1000
+FULL_POLL_S = 1.0
 
 
 class Follower:
@@ -33,21 +35,43 @@ class Follower:
         self._on_accounts_changed = on_accounts_changed
         self._on_reload = on_reload
         self._wake = asyncio.Event()
+        self._applied = asyncio.Condition()
         self._unwatch = store.watch(self._wake.set)
+
+    async def wait_applied(self, seq: int, timeout_s: float) -> bool:
+        """Wait until the snapshot includes change ``seq``; False on timeout.
+
+        The admin API awaits this before answering a mutation, so its caller's next
+        handshake is served from the new state.
+        """
+        async with self._applied:
+            try:
+                await asyncio.wait_for(
+                    self._applied.wait_for(lambda: self._ref.snapshot.seq >= seq), timeout_s)
+            except TimeoutError:
+                return False
+        return True
 
     async def run(self) -> None:
         """Follow until cancelled; a failing poll is logged and retried, never fatal."""
+        loop = asyncio.get_running_loop()
+        signature: tuple[int, ...] | None = None
+        last_full = 0.0
         try:
             while True:
-                try:
-                    await self.catch_up()
-                except Exception:
-                    log.exception("reading the change feed failed; retrying")
+                current = self._store.file_signature()
+                now = loop.time()
+                if self._wake.is_set() or current != signature or now - last_full > FULL_POLL_S:
+                    self._wake.clear()
+                    signature, last_full = current, now
+                    try:
+                        await self.catch_up()
+                    except Exception:
+                        log.exception("reading the change feed failed; retrying")
                 try:
                     await asyncio.wait_for(self._wake.wait(), self._poll_s)
                 except TimeoutError:
                     pass
-                self._wake.clear()
         finally:
             self._unwatch()
 
@@ -68,3 +92,5 @@ class Follower:
             self._on_accounts_changed(accounts)
             self._on_reload(new)
             applied += len(changes)
+            async with self._applied:
+                self._applied.notify_all()

@@ -29,7 +29,7 @@ from gateway.admin.app import create_app
 from gateway.config import Config, ListenerConfig, load_config
 from gateway.errors import ConfigError
 from gateway.listener import Listener, open_socket
-from gateway.observe import Metrics, setup_access_log
+from gateway.observe import AccessLog, Metrics
 from gateway.reload import Follower
 from gateway.tls.contexts import ChainContext, ContextCache, chain_context
 from gateway.tls.selector import SnapshotRef
@@ -56,10 +56,13 @@ class Gateway:
         self.store = store
         self.ref = SnapshotRef(snapshot=None)  # type: ignore[arg-type]  # set in start()
         self.cache = ContextCache(store.open_key, config.context_cache_size)
-        self.metrics = Metrics(lambda: self.ref.snapshot)
+        self.metrics = Metrics(lambda: self.ref.snapshot, active=self._active,
+                               context_cache=lambda: len(self.cache))
+        self.access_log = AccessLog(enabled=config.access_log)
         self.listeners: dict[str, Listener] = {}
         self._reuse_port = reuse_port
         self._follower_task: asyncio.Task[None] | None = None
+        self._follower: Follower | None = None
         self._admin: web.AppRunner | None = None
         self._admin_sock: socket.socket | None = None
         self._generated_default: tuple[ServedChain, bytes] | None = None
@@ -91,6 +94,7 @@ class Gateway:
         follower = Follower(self.store, self.ref, poll_s=self.config.store_poll_interval_s,
                             on_accounts_changed=self._changed,
                             on_reload=lambda _s: self.metrics.reloads.inc())
+        self._follower = follower
         self._follower_task = asyncio.create_task(follower.run(), name="certgate-follower")
         for cfg in self.config.listeners:
             await self._start_listener(cfg)
@@ -99,9 +103,17 @@ class Gateway:
         log.info("certgate started %d listener(s) in %.0f ms", len(self.listeners),
                  (time.monotonic() - started) * 1000)
 
+    async def settle(self, timeout_s: float = 2.0) -> bool:
+        """Wait until every change committed so far is served (bounded); True if it is."""
+        if self._follower is None:
+            return True
+        return await self._follower.wait_applied(await self.store.last_seq(), timeout_s)
+
     def _changed(self, account_ids: set[str]) -> None:
         self.cache.drop_accounts(account_ids)
-        self.metrics.context_cache.set(len(self.cache))
+
+    def _active(self) -> dict[str, int]:
+        return {name: listener.active for name, listener in self.listeners.items()}
 
     async def _default_context(self, cfg: ListenerConfig, alpn: tuple[str, ...],
                                index: int) -> ChainContext:
@@ -124,7 +136,8 @@ class Gateway:
         index = list(self.config.listeners).index(cfg)
         placeholder = await self._default_context(cfg, (), index)
         listener = Listener(cfg, ref=self.ref, cache=self.cache, default=placeholder,
-                            metrics=self.metrics, reuse_port=self._reuse_port)
+                            metrics=self.metrics, access_log=self.access_log,
+                            reuse_port=self._reuse_port)
         listener.set_default(await self._default_context(cfg, listener.alpn, index))
         try:
             await listener.start()
@@ -142,7 +155,14 @@ class Gateway:
                                                        key_type="ecdsa-p256")
         ctx = chain_context(served, key, ())
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        self._admin = web.AppRunner(create_app(self.metrics), access_log=None)
+        from gateway.admin.app import SERVER_LOG
+
+        app = create_app(self.metrics, self.store,
+                         max_upload_bytes=self.config.admin.max_upload_bytes,
+                         settle=self.settle)
+        # No access log, and server errors without request bytes: admin requests carry API
+        # keys and uploads (the audit log records who did what).
+        self._admin = web.AppRunner(app, access_log=None, logger=SERVER_LOG)
         await self._admin.setup()
         try:
             sock = open_socket(bind, reuse_port=self._reuse_port)
@@ -216,6 +236,7 @@ class Gateway:
         if self._admin is not None:
             await self._admin.cleanup()
             self._admin = None
+        self.access_log.flush()
         await self.store.close()
 
 
@@ -223,7 +244,6 @@ async def serve(config: Config, *, config_path: Path | None = None,
                 shutdown_trigger: Callable[[], Awaitable[object]] | None = None,
                 reuse_port: bool = True) -> None:
     """Run the gateway until SIGTERM/SIGINT or ``shutdown_trigger`` completes."""
-    setup_access_log()
     gateway = await Gateway.start(config, reuse_port=reuse_port)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

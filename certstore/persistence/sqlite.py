@@ -348,9 +348,11 @@ class Writer(_Reads):
 class Database(_Reads):
     """An open certgate database."""
 
-    def __init__(self, read: aiosqlite.Connection, write: aiosqlite.Connection) -> None:
+    def __init__(self, read: aiosqlite.Connection, write: aiosqlite.Connection,
+                 path: Path | None = None) -> None:
         super().__init__(read)
         self._write = write
+        self._path = path
         self._lock = asyncio.Lock()
         self._on_commit: list[Callable[[], None]] = []
 
@@ -379,7 +381,24 @@ class Database(_Reads):
         except BaseException:
             await write.close()
             raise
-        return cls(read, write)
+        return cls(read, write, path)
+
+    def file_signature(self) -> tuple[int, ...]:
+        """Size and mtime of the database and its WAL: changes whenever any process commits.
+
+        A ``stat`` costs a few microseconds on the event loop; a query costs a thread hop.
+        Followers check this first and only query the feed when it changed.
+        """
+        out: list[int] = []
+        if self._path is not None:
+            for path in (self._path, self._path.with_name(self._path.name + "-wal")):
+                try:
+                    st = os.stat(path)
+                except FileNotFoundError:
+                    out += [0, 0]
+                else:
+                    out += [st.st_size, st.st_mtime_ns]
+        return tuple(out)
 
     async def close(self) -> None:
         """Close both connections."""

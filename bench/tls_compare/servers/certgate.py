@@ -136,8 +136,9 @@ class CertgateServer(Server):
         create_master_key(self.data / "master.key")
         master = read_master_key(self.data / "master.key")
         self.accounts = asyncio.run(_bulk_load(self.data / "certgate.sqlite", master, tenants))
+        # Access log off, as nginx (`access_log off`) and haproxy (no logging) run here.
         self.config.write_text(json.dumps({
-            "data_dir": str(self.data), "ca": {"key_type": "ecdsa-p256"},
+            "data_dir": str(self.data), "ca": {"key_type": "ecdsa-p256"}, "access_log": False,
             "listeners": [{"name": "bench", "kind": "https", "bind": f"127.0.0.1:{port}",
                            "upstream": upstream.url, "max_connections": 9000,
                            "default_chain": "chn_bench000000", "idle_timeout_s": 120,
