@@ -25,6 +25,7 @@ ISSUING_VALIDITY = dt.timedelta(days=10 * 365)
 # CA/Browser Forum baseline requirements cap TLS leaves at 397 days.
 TLS_VALIDITY = dt.timedelta(days=397)
 SIGNING_VALIDITY = dt.timedelta(days=2 * 365)
+MAX_CN = 64
 # Backdate a little so a client whose clock lags does not see "not yet valid".
 _BACKDATE = dt.timedelta(minutes=5)
 
@@ -99,11 +100,18 @@ def issue_chain(ca: CertificateAuthority, *, purpose: Purpose, common_name: str,
     """
     key = generate_key(key_type)
     is_rsa = key_type.startswith("rsa")
+    # X.509 caps a CN at 64 characters (RFC 5280 ub-common-name). A longer DNS name lives in
+    # the SAN alone (which is what clients check); a longer label is shortened.
+    if len(common_name) > MAX_CN:
+        subject = x509.Name([]) if dns_name else x509.Name(
+            [x509.NameAttribute(NameOID.COMMON_NAME, common_name[: MAX_CN - 3] + "...")])
+    else:
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     tls = purpose == "tls"
     validity = TLS_VALIDITY if tls else SIGNING_VALIDITY
     builder = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .subject_name(subject)
         .issuer_name(ca.issuing.subject).public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - _BACKDATE).not_valid_after(now + validity)

@@ -322,7 +322,7 @@ class CertStore(TrustStore, AccessStore, PkiOps):
         for chain, sealed in await self._db.served_rows(ids):
             served.setdefault(chain.account_id, []).append(_served(chain, sealed))
         bindings: dict[str, dict[str, str]] = {}
-        for acc, domain, chain_id in await self._db.all_bindings():
+        for acc, domain, chain_id in await self._db.bindings(ids):
             bindings.setdefault(acc, {})[domain] = chain_id
         return [AccountEntry(account_id=a.id, domains=frozenset(a.domains),
                              bindings=bindings.get(a.id, {}),

@@ -33,6 +33,8 @@ class TrustStore:
         """Import PEM (one or many certificates) or DER; returns the account's records for
         them (a certificate already trusted by the account is stored once).
         """
+        if await self._db.account(account_id) is None:
+            raise NotFound("account", account_id)
         if len(data) > MAX_TRUSTED_CA_BYTES:
             raise InvalidCertificate(f"the file is {len(data)} bytes; the limit is "
                                      f"{MAX_TRUSTED_CA_BYTES}", rule="too-large")

@@ -68,8 +68,11 @@ class Follower:
                         await self.catch_up()
                     except Exception:
                         log.exception("reading the change feed failed; retrying")
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that races with the event being set, and shutdown would then hang.
                 try:
-                    await asyncio.wait_for(self._wake.wait(), self._poll_s)
+                    async with asyncio.timeout(self._poll_s):
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
         finally:

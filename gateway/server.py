@@ -25,7 +25,7 @@ from certstore.errors import NotFound
 from certstore.persistence.keyfile import read_master_key
 from certstore.snapshot import ServedChain
 from certstore.store import CertStore
-from gateway.admin.app import create_app
+from gateway.admin.app import SERVER_LOG, create_app
 from gateway.config import Config, ListenerConfig, load_config
 from gateway.errors import ConfigError
 from gateway.listener import Listener, open_socket
@@ -155,8 +155,6 @@ class Gateway:
                                                        key_type="ecdsa-p256")
         ctx = chain_context(served, key, ())
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        from gateway.admin.app import SERVER_LOG
-
         app = create_app(self.metrics, self.store,
                          max_upload_bytes=self.config.admin.max_upload_bytes,
                          settle=self.settle)
@@ -244,40 +242,49 @@ async def serve(config: Config, *, config_path: Path | None = None,
                 shutdown_trigger: Callable[[], Awaitable[object]] | None = None,
                 reuse_port: bool = True) -> None:
     """Run the gateway until SIGTERM/SIGINT or ``shutdown_trigger`` completes."""
-    gateway = await Gateway.start(config, reuse_port=reuse_port)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-
-    def reload() -> None:
-        if config_path is None:
-            log.warning("SIGHUP ignored: no config file to re-read")
-            return
-
-        async def go() -> None:
-            try:
-                await gateway.reload_config(load_config(config_path))
-            except Exception as e:  # keep serving the old config
-                log.error("configuration not reloaded: %s", e)
-
-        gateway.spawn(go())
-
+    hup = asyncio.Event()
+    # Handlers first: a signal that arrives while listeners start must not kill the process
+    # (SIGHUP's default action); it is acted on once the gateway runs.
     installed = []
     for sig, handler in ((signal.SIGTERM, stop.set), (signal.SIGINT, stop.set),
-                         (signal.SIGHUP, reload)):
+                         (signal.SIGHUP, hup.set)):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, handler)
             installed.append(sig)
+    try:
+        gateway = await Gateway.start(config, reuse_port=reuse_port)
+    except BaseException:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        raise
+    reloads = asyncio.create_task(_reload_on_hup(gateway, hup, config_path))
     waiters: list[asyncio.Task[object]] = [asyncio.create_task(stop.wait())]
     if shutdown_trigger is not None:
         waiters.append(asyncio.create_task(_await(shutdown_trigger)))
     try:
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in waiters:
+        for task in [*waiters, reloads]:
             task.cancel()
         for sig in installed:
             loop.remove_signal_handler(sig)
         await gateway.shutdown()
+
+
+async def _reload_on_hup(gateway: Gateway, hup: asyncio.Event, path: Path | None) -> None:
+    """Re-read the config file on each SIGHUP; a bad file keeps the running config."""
+    while True:
+        await hup.wait()
+        hup.clear()
+        if path is None:
+            log.warning("SIGHUP ignored: no config file to re-read")
+            continue
+        try:
+            await gateway.reload_config(load_config(path))
+        except Exception as e:
+            log.error("configuration not reloaded: %s", e)
 
 
 async def _await(fn: Callable[[], Awaitable[object]]) -> None:

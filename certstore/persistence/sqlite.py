@@ -156,10 +156,15 @@ class _Reads:
         return PkiSettings(account_id=account_id, signing_chain_id=row[0] if row else None,
                            tls_bindings=tuple((b[0], b[1]) for b in bindings))
 
-    async def all_bindings(self) -> list[tuple[str, str, str]]:
-        """Every TLS binding as (account id, domain, chain id)."""
-        return [(r[0], r[1], r[2]) for r in await self._all(
-            "SELECT account_id, domain, chain_id FROM tls_bindings")]
+    async def bindings(self, account_ids: Iterable[str] | None = None
+                       ) -> list[tuple[str, str, str]]:
+        """TLS bindings as (account id, domain, chain id), of some accounts or all."""
+        sql = "SELECT account_id, domain, chain_id FROM tls_bindings"
+        args: list[str] = []
+        if account_ids is not None:
+            args = list(account_ids)
+            sql += f" WHERE account_id IN ({','.join('?' * len(args))})"
+        return [(r[0], r[1], r[2]) for r in await self._all(sql, args)]
 
     async def authority(self) -> tuple[str, bytes, str, bytes] | None:
         """The built-in CA: root PEM, sealed root key, issuing PEM, sealed issuing key."""

@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
+from pydantic import ValidationError
 
 from certstore.errors import CertStoreError
 
@@ -96,14 +97,23 @@ def not_found(kind: str, ident: str) -> Problem:
                    extra={"kind": kind, "id": ident})
 
 
-def _from_http(exc: web.HTTPException) -> Problem:
+def invalid_request(what: str, error: ValidationError) -> Problem:
+    """A 422 listing each invalid field (pydantic's messages, never the input values)."""
+    errors = [{"field": ".".join(str(p) for p in item["loc"]) or "(body)",
+               "message": item["msg"], "type": item["type"]}
+              for item in error.errors(include_input=False, include_url=False,
+                                       include_context=False)]
+    listed = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return Problem(422, "invalid-request", f"{what}: {listed}", extra={"errors": errors})
+
+
+def _from_http(exc: web.HTTPException, limit: int) -> Problem:
     if isinstance(exc, web.HTTPMethodNotAllowed):
         allowed = sorted(exc.allowed_methods)
         return Problem(405, "method-not-allowed",
                        f"{exc.method} is not allowed here; use {', '.join(allowed)}",
                        headers={"Allow": ", ".join(allowed)})
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
-        limit = request_limit_from(exc)
         return Problem(413, "payload-too-large",
                        f"the request body is larger than the limit of {limit} bytes "
                        "(admin.max_upload_bytes in the config)", extra={"limit_bytes": limit})
@@ -114,29 +124,35 @@ def _from_http(exc: web.HTTPException) -> Problem:
     return Problem(exc.status, code, exc.reason)
 
 
-def request_limit_from(exc: web.HTTPRequestEntityTooLarge) -> int:
-    """The configured limit, read back from aiohttp's exception text."""
-    # aiohttp keeps the limit only in its message ("Maximum request body size N exceeded").
-    words = [w for w in (exc.text or "").split() if w.isdigit()]
-    return int(words[0]) if words else 0
+def to_problem(error: Exception, max_upload_bytes: int) -> Problem:
+    """The problem answering ``error``: ours, the store's, aiohttp's, or an unexpected one."""
+    if isinstance(error, Problem):
+        return error
+    if isinstance(error, CertStoreError):
+        return Problem.from_store(error)
+    if isinstance(error, web.HTTPException):
+        return _from_http(error, max_upload_bytes)
+    return Problem(500, "internal-error", "the server failed to handle the request; the "
+                   "error is logged")
 
 
-@web.middleware
-async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn every error (ours, the store's, aiohttp's, unexpected ones) into problem+json."""
-    try:
-        return await handler(request)
-    except Problem as p:
-        return p.response()
-    except CertStoreError as e:
-        return Problem.from_store(e).response()
-    except web.HTTPException as e:
-        if e.status < 400:
-            raise  # redirects and other non-errors pass through untouched
-        return _from_http(e).response()
-    except Exception:
-        # A bug, never bad input: log the traceback (no request body is in it) and answer
-        # without internals.
-        log.exception("admin %s %s failed", request.method, request.path)
-        return Problem(500, "internal-error", "the server failed to handle the request; "
-                       "the error is logged").response()
+def problem_middleware(max_upload_bytes: int) -> Middleware:
+    """A middleware turning every error into problem+json; ``max_upload_bytes`` is named in
+    413 answers."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException as e:
+            if e.status < 400:
+                raise  # redirects and other non-errors pass through untouched
+            return to_problem(e, max_upload_bytes).response()
+        except Exception as e:
+            if not isinstance(e, Problem | CertStoreError):
+                # A bug, never bad input: log the traceback (no request body is in it) and
+                # answer without internals.
+                log.exception("admin %s %s failed", request.method, request.path)
+            return to_problem(e, max_upload_bytes).response()
+
+    return middleware

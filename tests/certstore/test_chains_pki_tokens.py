@@ -140,3 +140,17 @@ async def test_bad_token_requests(store: CertStore, subject: str, ttl: int) -> N
     acc = await store.create_account(name="A", kind="customer")
     with pytest.raises(InvalidInput):
         await store.issue_token(acc.id, subject=subject, ttl_s=ttl)
+
+
+async def test_names_longer_than_a_common_name_still_get_chains(store: CertStore) -> None:
+    # X.509 caps a CN at 64 characters; the name then lives in the SAN alone.
+    long_domain = "a" * 60 + ".example.com"
+    acc = await store.create_account(name="N" * 200, kind="customer", domains=[long_domain])
+    tls = await store.generate_chain(acc.id, purpose="tls", domain=long_domain)
+    leaf = x509.load_pem_x509_certificates(tls.chain_pem.encode())[0]
+    assert leaf.subject == x509.Name([])
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == [long_domain]
+    assert (await store.snapshot()).select(long_domain).chain_id == tls.id  # type: ignore[union-attr]
+    signing = await store.get_chain((await store.pki(acc.id)).signing_chain_id or "")
+    assert signing.subject.startswith("CN=NNNN") and len(signing.subject) <= 3 + 64

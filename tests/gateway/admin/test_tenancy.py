@@ -1,0 +1,224 @@
+"""Tenant isolation on every route: another tenant's ids answer exactly like missing ids (404),
+no key or a bad key answers 401, and nothing of the other tenant changes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+
+from gateway.admin.app import ENDPOINTS
+from tests.certfactory import Issued, make_leaf, p12
+from tests.gateway.admin.conftest import AdminEnv, Api, Reply
+from tests.gateway.admin.files import PASSWORD, pem
+
+ACCOUNTS = "/api/v1/accounts"
+MISSING = "acc_000000000000000000000000"
+PROTECTED = {e.operation_id for e in ENDPOINTS if not e.public}
+# Routes without an account in the path; checked by their own tests below.
+UNSCOPED = {"create_account", "list_accounts", "list_audit"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """An account and one of each of its records."""
+
+    account: str
+    domain: str
+    chain: str
+    ca: str
+
+
+@dataclass
+class World:
+    """Two vendors with a customer each; A's keys attack B's records."""
+
+    a_vendor: Target
+    a_customer: Target
+    b_vendor: Target
+    b_customer: Target
+    keys: dict[str, tuple[str, str]]
+    ca_pem: bytes
+    p12: bytes
+
+
+Request = tuple[str, str, Callable[[], dict[str, Any]]]
+
+
+def requests_for(t: Target, world: World) -> dict[str, Request]:
+    """One plausible, well-formed request per account-scoped route, aimed at ``t``."""
+    base = f"{ACCOUNTS}/{t.account}"
+
+    def form() -> dict[str, Any]:
+        data = aiohttp.FormData()
+        data.add_field("file", world.p12, filename="c.p12")
+        data.add_field("password", PASSWORD)
+        return {"data": data}
+
+    def body(value: Any) -> Callable[[], dict[str, Any]]:
+        return lambda: {"json_body": value}
+
+    none: Callable[[], dict[str, Any]] = dict
+    return {
+        "get_account": ("GET", base, none),
+        "update_account": ("PATCH", base, body({"name": "Hijacked"})),
+        "delete_account": ("DELETE", base, none),
+        "add_domain": ("POST", f"{base}/domains", body({"domain": f"new.{t.domain}"})),
+        "remove_domain": ("DELETE", f"{base}/domains/{t.domain}", none),
+        "import_trusted_cas": ("POST", f"{base}/trusted-cas",
+                               lambda: {"data": world.ca_pem}),
+        "list_trusted_cas": ("GET", f"{base}/trusted-cas", none),
+        "trusted_ca_bundle": ("GET", f"{base}/trusted-cas/bundle.pem", none),
+        "delete_trusted_ca": ("DELETE", f"{base}/trusted-cas/{t.ca}", none),
+        "import_chain": ("POST", f"{base}/chains/import", form),
+        "generate_chain": ("POST", f"{base}/chains/generate",
+                           body({"purpose": "tls", "domain": t.domain})),
+        "list_chains": ("GET", f"{base}/chains", none),
+        "get_chain": ("GET", f"{base}/chains/{t.chain}", none),
+        "delete_chain": ("DELETE", f"{base}/chains/{t.chain}", none),
+        "get_pki": ("GET", f"{base}/pki", none),
+        "put_pki": ("PUT", f"{base}/pki", body({"signing_chain_id": None,
+                                                "tls_bindings": {}})),
+        "issue_token": ("POST", f"{base}/tokens", body({"subject": "intruder"})),
+    }
+
+
+async def send(api: Api, request: Request) -> Reply:
+    method, path, kwargs = request
+    return await api.call(method, path, **kwargs())
+
+
+async def _target(admin: AdminEnv, account: dict[str, Any], issuer: Issued) -> Target:
+    op, base = admin.api, f"{ACCOUNTS}/{account['id']}"
+    domain = account["domains"][0]
+    chain = await op.ok("POST", f"{base}/chains/generate", 201,
+                        json_body={"purpose": "tls", "domain": domain})
+    cas = await op.ok("POST", f"{base}/trusted-cas", 201, data=pem(issuer))
+    return Target(account=account["id"], domain=domain, chain=chain["id"],
+                  ca=cas["trusted_cas"][0]["id"])
+
+
+@pytest.fixture
+async def world(admin: AdminEnv, root_ca: Issued) -> World:
+    op = admin.api
+    made: dict[str, dict[str, Any]] = {}
+    for side in ("a", "b"):
+        vendor = await op.ok("POST", ACCOUNTS, 201, json_body={
+            "name": f"Vendor {side}", "kind": "vendor", "domains": [f"{side}-vendor.test"]})
+        made[f"{side}_vendor"] = vendor
+        made[f"{side}_customer"] = await op.ok("POST", ACCOUNTS, 201, json_body={
+            "name": f"Customer {side}", "kind": "customer", "parent_id": vendor["id"],
+            "domains": [f"{side}-customer.test"]})
+    targets = {name: await _target(admin, acc, root_ca) for name, acc in made.items()}
+    keys = {"vendor": await admin.new_key("vendor", made["a_vendor"]["id"]),
+            "customer": await admin.new_key("customer", made["a_customer"]["id"])}
+    leaf = make_leaf(root_ca, dns=["b-customer.test"])
+    return World(**targets, keys=keys, ca_pem=pem(root_ca),
+                 p12=p12(leaf, PASSWORD.encode()))
+
+
+def _same_as_missing(reply: Reply, missing: Reply, ident: str) -> None:
+    """An invisible record's 404 must be the missing record's 404, up to the id itself."""
+    body = reply.problem(404, "not-found")
+    expected = {k: (v.replace(MISSING, ident) if isinstance(v, str) else v)
+                for k, v in missing.problem(404, "not-found").items()}
+    assert body == expected
+
+
+async def _state(admin: AdminEnv, t: Target) -> list[Any]:
+    op, base = admin.api, f"{ACCOUNTS}/{t.account}"
+    return [await op.ok("GET", base), await op.ok("GET", f"{base}/chains"),
+            await op.ok("GET", f"{base}/trusted-cas"), await op.ok("GET", f"{base}/pki")]
+
+
+@pytest.mark.parametrize("role", ["vendor", "customer"])
+async def test_other_tenants_ids_are_404_on_every_route(admin: AdminEnv, world: World,
+                                                        role: str) -> None:
+    key_id, secret = world.keys[role]
+    api = admin.api.as_key(secret)
+    victims = [world.b_vendor, world.b_customer]
+    if role == "customer":  # a customer sees neither its vendor nor its siblings
+        victims.append(world.a_vendor)
+    before = [await _state(admin, v) for v in victims]
+    missing_target = Target(account=MISSING, domain="missing.test", chain="chn_x", ca="tca_x")
+    covered: set[str] = set()
+    for victim in victims:
+        missing = requests_for(missing_target, world)
+        for op_id, request in requests_for(victim, world).items():
+            reply = await send(api, request)
+            _same_as_missing(reply, await send(api, missing[op_id]), victim.account)
+            covered.add(op_id)
+    assert covered | UNSCOPED == PROTECTED, "a new route needs a cross-tenant case here"
+    assert [await _state(admin, v) for v in victims] == before
+    # every refused mutation was audited under the attacker's key, against the victim
+    audit = (await admin.api.ok("GET", f"/api/v1/audit?account_id={world.b_customer.account}"
+                                       "&limit=1000"))["records"]
+    refused = {r["action"] for r in audit if r["key_id"] == key_id and r["result"] == "refused"}
+    assert refused == {"account.updated", "account.deleted", "domain.added", "domain.removed",
+                       "trusted_ca.imported", "trusted_ca.deleted", "chain.imported",
+                       "chain.generated", "chain.deleted", "pki.updated", "token.issued"}
+
+
+async def test_other_tenants_records_under_my_own_account_are_404(admin: AdminEnv,
+                                                                  world: World) -> None:
+    api = admin.api.as_key(world.keys["customer"][1])
+    mine, theirs = world.a_customer, world.b_customer
+    base = f"{ACCOUNTS}/{mine.account}"
+    for method, path in (("GET", f"{base}/chains/{theirs.chain}"),
+                         ("DELETE", f"{base}/chains/{theirs.chain}"),
+                         ("DELETE", f"{base}/trusted-cas/{theirs.ca}")):
+        (await api.call(method, path)).problem(404, "not-found")
+    for pki in ({"signing_chain_id": theirs.chain, "tls_bindings": {}},
+                {"signing_chain_id": None, "tls_bindings": {mine.domain: theirs.chain}}):
+        (await api.call("PUT", f"{base}/pki", json_body=pki)).problem(404, "not-found")
+    (await api.post(f"{base}/domains", {"domain": theirs.domain})).problem(409, "domain-taken")
+    assert (await admin.api.ok("GET", f"{ACCOUNTS}/{theirs.account}/chains/{theirs.chain}")
+            )["served_for"] == [theirs.domain]
+
+
+async def test_unscoped_routes_show_only_visible_accounts(admin: AdminEnv, world: World) -> None:
+    vendor = admin.api.as_key(world.keys["vendor"][1])
+    customer = admin.api.as_key(world.keys["customer"][1])
+    listed = {a["id"] for a in (await vendor.ok("GET", ACCOUNTS))["accounts"]}
+    assert listed == {world.a_vendor.account, world.a_customer.account}
+    assert [a["id"] for a in (await customer.ok("GET", ACCOUNTS))["accounts"]] == [
+        world.a_customer.account]
+    (await vendor.post(ACCOUNTS, {"name": "Stolen", "kind": "customer",
+                                  "parent_id": world.b_vendor.account})).problem(403, "forbidden")
+    for api, visible in ((vendor, {world.a_vendor.account, world.a_customer.account}),
+                         (customer, {world.a_customer.account})):
+        records = (await api.ok("GET", "/api/v1/audit?limit=1000"))["records"]
+        assert records and {r["account_id"] for r in records} <= visible
+        for other in (world.b_vendor.account, world.b_customer.account):
+            (await api.get(f"/api/v1/audit?account_id={other}")).problem(404, "not-found")
+
+
+async def test_every_protected_route_needs_a_valid_key(admin: AdminEnv, world: World) -> None:
+    revoked_id, revoked = await admin.new_key("operator", None)
+    await admin.gateway.store.revoke_api_key(revoked_id)
+    routes = dict(requests_for(world.a_customer, world))
+    routes["create_account"] = ("POST", ACCOUNTS, lambda: {"json_body": {
+        "name": "Anon", "kind": "vendor"}})
+    routes["list_accounts"] = ("GET", ACCOUNTS, dict)
+    routes["list_audit"] = ("GET", "/api/v1/audit", dict)
+    assert set(routes) == PROTECTED
+    before = await _state(admin, world.a_customer)
+    for secret, invalid in ((None, False), ("cgk_not-a-key", True), (revoked, True),
+                            ("Basic dXNlcjpwdw==", True)):
+        api = admin.api.as_key(None)
+        headers = {} if secret is None else {"Authorization": (
+            secret if secret.startswith("Basic") else f"Bearer {secret}")}
+        for op_id, (method, path, kwargs) in routes.items():
+            reply = await api.call(method, path, headers=headers, **kwargs())
+            reply.problem(401, "unauthorized")
+            challenge = reply.headers["WWW-Authenticate"]
+            assert challenge.startswith("Bearer "), op_id
+            assert ('error="invalid_token"' in challenge) == invalid, (op_id, challenge)
+    assert await _state(admin, world.a_customer) == before
+    public = admin.api.as_key(None)
+    for path in (f"{ACCOUNTS}/{world.b_customer.account}/jwks.json", "/api/v1/ca.pem",
+                 "/healthz", "/metrics", "/api/v1/openapi.json"):
+        await public.ok("GET", path)
