@@ -91,7 +91,9 @@ class ProxyProtocol(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.context: ConnectionContext | None = None
-        self._parser = HttpRequestParser(self)
+        # Built on the first bytes (see _start): a connection that never sends a request
+        # (probes, health checks, TLS pings) costs no HTTP setup.
+        self._parser: HttpRequestParser | None = None
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._in_head = False
@@ -117,18 +119,23 @@ class ProxyProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        # The first request must arrive within the header timeout (slow-loris defence).
+        self.set_timer(T_HEAD)
+
+    def _start(self, transport: asyncio.Transport) -> HttpRequestParser | None:
+        """The connection's context and parser, built when its first bytes arrive."""
         try:
-            context = self._context_factory(self.transport)
+            context = self._context_factory(transport)
         except Exception:
             logger.exception("proxy: connection context could not be built")
             self._closing = True
-            self.transport.abort()
-            return
+            transport.abort()
+            return None
         self.context = context
         scheme = "https" if transport.get_extra_info("sslcontext") is not None else "http"
         self.hosts = HostCache(context, scheme)
-        # The first request must arrive within the header timeout (slow-loris defence).
-        self.set_timer(T_HEAD)
+        self._parser = HttpRequestParser(self)
+        return self._parser
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
@@ -151,12 +158,18 @@ class ProxyProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return
+        parser = self._parser
+        if parser is None:
+            assert self.transport is not None
+            parser = self._start(self.transport)
+            if parser is None:
+                return
         if self._timer_kind == T_IDLE:
             self.set_timer(T_HEAD)  # the header clock starts with a request's first byte
         else:
             self.touch()
         try:
-            self._parser.feed_data(data)
+            parser.feed_data(data)
         except HttpParserUpgrade as e:
             # Upgrade was dropped (hop-by-hop); what follows the head is the next request.
             self.data_received(data[e.args[0] :])
@@ -208,6 +221,7 @@ class ProxyProtocol(asyncio.Protocol):
             self._reject = 431  # RFC 6585 section 5
             raise HttpParserError("request head too large")
         parser = self._parser
+        assert parser is not None  # this callback comes from the parser itself
         exchange = Exchange(
             self,
             parser.get_method(),
