@@ -34,7 +34,10 @@ log = logging.getLogger("certgate.listener")
 HTTP_ALPN = ("http/1.1",)
 
 
-def open_socket(bind: str, *, reuse_port: bool = True, backlog: int = 1024) -> socket.socket:
+BACKLOG = 1024
+
+
+def open_socket(bind: str, *, reuse_port: bool = True, backlog: int = BACKLOG) -> socket.socket:
     """A listening, non-blocking socket; ``SO_REUSEPORT`` lets workers share the port."""
     host, _, port = bind.rpartition(":")
     host = host.strip("[]")
@@ -151,7 +154,8 @@ class Listener:
         """Bind (unless given a socket) and start accepting."""
         sock = sock or open_socket(self.config.bind, reuse_port=self._reuse_port)
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._accept, sock=sock)
+        # create_server listen()s the socket again, with its own default backlog (100).
+        self._server = await loop.create_server(self._accept, sock=sock, backlog=BACKLOG)
 
     @property
     def port(self) -> int:
