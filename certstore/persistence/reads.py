@@ -1,0 +1,220 @@
+"""Queries of the certgate database, shared by the read connection and write transactions.
+
+Part of the database module: rows become the store's values here, and nothing else in
+certstore reads rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import aiosqlite
+
+from certstore.audit import ApiKey, AuditRecord
+from certstore.model import Account, Chain, Change, PkiSettings, TrustedCA
+
+CHAIN_COLUMNS = ("id, account_id, purpose, origin, key_type, dns_names, subject, issuer, "
+                  "serial, not_before, not_after, fingerprint, chain_pem, created_at")
+
+
+def ts_text(value: dt.datetime) -> str:
+    """A timestamp as stored: ISO 8601 in UTC."""
+    return value.astimezone(dt.UTC).isoformat()
+
+
+def _dt(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text)
+
+
+def _chain(row: Sequence[Any]) -> Chain:
+    return Chain(id=row[0], account_id=row[1], purpose=row[2], origin=row[3], key_type=row[4],
+                 dns_names=tuple(json.loads(row[5])), subject=row[6], issuer=row[7],
+                 serial=row[8], not_before=_dt(row[9]), not_after=_dt(row[10]),
+                 fingerprint_sha256=row[11], chain_pem=row[12], created_at=_dt(row[13]))
+
+
+def _api_key(row: Sequence[Any]) -> ApiKey:
+    return ApiKey(id=row[0], role=row[1], account_id=row[2], created_at=_dt(row[3]),
+                  revoked_at=_dt(row[4]) if row[4] else None)
+
+
+def _trusted(row: Sequence[Any]) -> TrustedCA:
+    return TrustedCA(id=row[0], account_id=row[1], fingerprint_sha256=row[2], subject=row[3],
+                     issuer=row[4], serial=row[5], not_before=_dt(row[6]),
+                     not_after=_dt(row[7]), is_ca=bool(row[8]), pem=row[9],
+                     created_at=_dt(row[10]))
+
+
+class Reads:
+    """Queries, usable on the read connection or inside a write transaction."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def _all(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        async with self._conn.execute(sql, args) as cur:
+            return list(await cur.fetchall())
+
+    async def _one(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Row | None:
+        async with self._conn.execute(sql, args) as cur:
+            return await cur.fetchone()
+
+    async def accounts(self, ids: Iterable[str] | None = None) -> list[Account]:
+        """Accounts with their domains, all or those in ``ids``, ordered by creation."""
+        sql = "SELECT id, name, kind, parent_id, created_at FROM accounts"
+        args: list[str] = []
+        if ids is not None:
+            args = list(ids)
+            sql += f" WHERE id IN ({','.join('?' * len(args))})"
+        rows = await self._all(sql + " ORDER BY rowid", args)
+        domains: dict[str, list[str]] = {}
+        dsql = "SELECT account_id, name FROM domains"
+        if ids is not None:
+            dsql += f" WHERE account_id IN ({','.join('?' * len(args))})"
+        for account_id, name in await self._all(dsql + " ORDER BY name", args):
+            domains.setdefault(account_id, []).append(name)
+        return [Account(id=r[0], name=r[1], kind=r[2], parent_id=r[3],
+                        domains=tuple(domains.get(r[0], ())), created_at=_dt(r[4]))
+                for r in rows]
+
+    async def account(self, account_id: str) -> Account | None:
+        """One account, or None."""
+        found = await self.accounts([account_id])
+        return found[0] if found else None
+
+    async def domain_owner(self, domain: str) -> str | None:
+        """The account owning ``domain``."""
+        row = await self._one("SELECT account_id FROM domains WHERE name = ?", (domain,))
+        return None if row is None else str(row[0])
+
+    async def customers_of(self, vendor_id: str) -> list[str]:
+        """Ids of the customer accounts belonging to a vendor."""
+        rows = await self._all("SELECT id FROM accounts WHERE parent_id = ?", (vendor_id,))
+        return [r[0] for r in rows]
+
+    async def trusted_cas(self, account_id: str) -> list[TrustedCA]:
+        """An account's trusted CA certificates, oldest first."""
+        return [_trusted(r) for r in await self._all(
+            "SELECT id, account_id, fingerprint, subject, issuer, serial, not_before, "
+            "not_after, is_ca, pem, created_at FROM trusted_cas WHERE account_id = ? "
+            "ORDER BY rowid", (account_id,))]
+
+    async def chains(self, account_id: str | None = None, *,
+                     purpose: str | None = None) -> list[Chain]:
+        """Chains of one account (or all), optionally of one purpose, oldest first."""
+        where, args = [], []
+        if account_id is not None:
+            where.append("account_id = ?")
+            args.append(account_id)
+        if purpose is not None:
+            where.append("purpose = ?")
+            args.append(purpose)
+        sql = f"SELECT {CHAIN_COLUMNS} FROM chains"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return [_chain(r) for r in await self._all(sql + " ORDER BY rowid", args)]
+
+    async def chain(self, chain_id: str) -> Chain | None:
+        """One chain's public data, or None."""
+        row = await self._one(f"SELECT {CHAIN_COLUMNS} FROM chains WHERE id = ?", (chain_id,))
+        return None if row is None else _chain(row)
+
+    async def sealed_key(self, chain_id: str) -> bytes | None:
+        """The sealed private key of a chain (still sealed)."""
+        row = await self._one("SELECT sealed_key FROM chains WHERE id = ?", (chain_id,))
+        return None if row is None else bytes(row[0])
+
+    async def served_rows(self, account_ids: Iterable[str] | None = None
+                          ) -> list[tuple[Chain, bytes]]:
+        """TLS chains with their sealed keys, for building the selection snapshot."""
+        sql = f"SELECT {CHAIN_COLUMNS}, sealed_key FROM chains WHERE purpose = 'tls'"
+        args: list[str] = []
+        if account_ids is not None:
+            args = list(account_ids)
+            sql += f" AND account_id IN ({','.join('?' * len(args))})"
+        return [(_chain(r), bytes(r[14])) for r in await self._all(sql, args)]
+
+    async def pki(self, account_id: str) -> PkiSettings:
+        """An account's PKI settings."""
+        row = await self._one("SELECT signing_chain_id FROM pki_settings WHERE account_id = ?",
+                              (account_id,))
+        bindings = await self._all(
+            "SELECT domain, chain_id FROM tls_bindings WHERE account_id = ? ORDER BY domain",
+            (account_id,))
+        return PkiSettings(account_id=account_id, signing_chain_id=row[0] if row else None,
+                           tls_bindings=tuple((b[0], b[1]) for b in bindings))
+
+    async def bindings(self, account_ids: Iterable[str] | None = None
+                       ) -> list[tuple[str, str, str]]:
+        """TLS bindings as (account id, domain, chain id), of some accounts or all."""
+        sql = "SELECT account_id, domain, chain_id FROM tls_bindings"
+        args: list[str] = []
+        if account_ids is not None:
+            args = list(account_ids)
+            sql += f" WHERE account_id IN ({','.join('?' * len(args))})"
+        return [(r[0], r[1], r[2]) for r in await self._all(sql, args)]
+
+    async def authority(self) -> tuple[str, bytes, str, bytes] | None:
+        """The built-in CA: root PEM, sealed root key, issuing PEM, sealed issuing key."""
+        row = await self._one(
+            "SELECT root_pem, root_key, issuing_pem, issuing_key FROM authority WHERE id = 1")
+        return None if row is None else (row[0], bytes(row[1]), row[2], bytes(row[3]))
+
+    async def meta(self, key: str) -> bytes | None:
+        """A value of the meta table."""
+        row = await self._one("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if row is None else bytes(row[0])
+
+    async def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        """The unrevoked key with this hash."""
+        row = await self._one("SELECT id, role, account_id, created_at, revoked_at FROM api_keys"
+                              " WHERE key_hash = ? AND revoked_at IS NULL", (key_hash,))
+        return None if row is None else _api_key(row)
+
+    async def api_keys(self) -> list[ApiKey]:
+        """Every API key (revoked ones too), oldest first."""
+        return [_api_key(r) for r in await self._all(
+            "SELECT id, role, account_id, created_at, revoked_at FROM api_keys ORDER BY rowid")]
+
+    async def audit_records(self, *, account_ids: Iterable[str] | None = None,
+                    since: dt.datetime | None = None, until: dt.datetime | None = None,
+                    limit: int = 100, before_seq: int | None = None) -> list[AuditRecord]:
+        """Audit records, newest first, filtered by account, time and position."""
+        where: list[str] = []
+        args: list[object] = []
+        if account_ids is not None:
+            ids = list(account_ids)
+            where.append(f"account_id IN ({','.join('?' * len(ids))})")
+            args += ids
+        if since is not None:
+            where.append("at >= ?")
+            args.append(ts_text(since))
+        if until is not None:
+            where.append("at < ?")
+            args.append(ts_text(until))
+        if before_seq is not None:
+            where.append("seq < ?")
+            args.append(before_seq)
+        sql = ("SELECT seq, at, key_id, role, account_id, action, target, result, detail "
+               "FROM audit")
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = await self._all(sql + " ORDER BY seq DESC LIMIT ?", [*args, limit])
+        return [AuditRecord(seq=r[0], at=_dt(r[1]), key_id=r[2], role=r[3], account_id=r[4],
+                            action=r[5], target=r[6], result=r[7], detail=r[8]) for r in rows]
+
+    async def last_seq(self) -> int:
+        """The sequence number of the latest change (0 when there is none)."""
+        row = await self._one("SELECT COALESCE(MAX(seq), 0) FROM changes")
+        return int(row[0]) if row else 0
+
+    async def changes_since(self, seq: int, limit: int = 1000) -> list[Change]:
+        """Changes after ``seq``, oldest first."""
+        rows = await self._all("SELECT seq, at, kind, account_id, entity_id FROM changes "
+                               "WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))
+        return [Change(seq=r[0], at=_dt(r[1]), kind=r[2], account_id=r[3], entity_id=r[4])
+                for r in rows]
