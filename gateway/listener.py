@@ -92,16 +92,25 @@ class ListenerSSLProtocol(AlertingSSLProtocol):
                          ssl_handshake_timeout=listener.config.handshake_timeout_s)  # type: ignore[arg-type]
         self.listener = listener
         self.app = app
+        self._counted = False
 
     def _on_handshake_complete(self, handshake_exc: BaseException | None) -> None:
         sslobj: Any = self._sslobj  # type: ignore[attr-defined]
         result = getattr(sslobj, "certgate_result", None) or "failed"
         if handshake_exc is not None and result != "unknown_sni":
             result = "failed"
-        self.listener.metrics.handshakes[(self.listener.name, result)] += 1
+        self._count(result)
         super()._on_handshake_complete(handshake_exc)
 
+    def _count(self, result: str) -> None:
+        if not self._counted:
+            self._counted = True
+            self.listener.metrics.handshakes[(self.listener.name, result)] += 1
+
     def connection_lost(self, exc: BaseException | None) -> None:
+        # Handshake timeouts and clients leaving mid-handshake never reach
+        # _on_handshake_complete: they count as failed handshakes here.
+        self._count("failed")
         self.listener.forget(self)
         super().connection_lost(exc)
 
