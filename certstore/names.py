@@ -140,6 +140,13 @@ def offending_names(names: Iterable[str], domains: frozenset[str] | set[str]) ->
     return [n for n in names if not allowed_for_domains(n, domains)]
 
 
+def bound_domains(names: Iterable[str], domains: Iterable[str]) -> set[str]:
+    """The account domains a TLS binding to a chain with ``names`` can cover: ``d`` for a
+    name ``d`` or ``*.d`` (the snapshot applies a binding of ``d`` to both)."""
+    owned = set(domains)
+    return {n[2:] if n.startswith("*.") else n for n in names} & owned
+
+
 def wildcard_parent(server_name: str) -> str | None:
     """The parent a one-label wildcard would need to serve ``server_name`` (RFC 6125 6.4.3)."""
     _, dot, parent = server_name.partition(".")

@@ -148,8 +148,70 @@ def _parse_structure(data: bytes) -> pkcs12.Pfx:
     return pfx
 
 
+def _kdf_iterations(algorithm: object) -> int:
+    """Iterations of a PBES2 (PBKDF2) or PKCS#12-PBE algorithm identifier, 0 if none."""
+    params = algorithm.get("parameters") if isinstance(algorithm, dict) else None
+    if not isinstance(params, dict):
+        return 0
+    kdf = params.get("key_derivation_func")
+    if isinstance(kdf, dict):
+        kdf_params = kdf.get("parameters")
+        return int(kdf_params.get("iteration_count") or 0) if isinstance(kdf_params, dict) else 0
+    return int(params.get("iterations") or 0)
+
+
+def _check_iterations(pfx: pkcs12.Pfx) -> None:
+    """Refuse before any key derivation runs: the MAC, every encrypted safe and every
+    shrouded key bag name their own iteration count, and a file could ask for billions."""
+    counts = [pfx["mac_data"]["iterations"].native]
+    for info in pfx.authenticated_safe:
+        kind = info["content_type"].native
+        if kind == "encrypted_data":
+            counts.append(_kdf_iterations(info["content"]["encrypted_content_info"][
+                "content_encryption_algorithm"].native))
+        elif kind == "data":
+            for bag in pkcs12.SafeContents.load(info["content"].native):
+                if bag["bag_id"].native == "pkcs8_shrouded_key_bag":
+                    counts.append(_kdf_iterations(
+                        bag["bag_value"]["encryption_algorithm"].native))
+    worst = max(counts)
+    if worst > MAX_MAC_ITERATIONS:
+        raise _refuse(f"the file asks for {worst} key-derivation iterations (more than "
+                      f"{MAX_MAC_ITERATIONS}); export it again with default settings",
+                      "unreadable")
+
+
+def _diagnose(pfx: pkcs12.Pfx, password: bytes, error: Exception) -> InvalidCertificate:
+    """Why a file that cryptography refused does not open (the rules, in their order)."""
+    mac_ok = _mac_verifies(pfx, password)
+    if mac_ok is False:
+        if _mac_verifies(pfx, b"") is True:
+            return _refuse("the file is not password-protected (empty password); export it "
+                           "again protecting the file and the key with one password",
+                           "password-missing")
+        return _refuse("wrong password: the file's integrity check fails with the password "
+                       "given", "wrong-password")
+    if _has_plain_key_bag(pfx):
+        return _refuse("the private key inside the file is not password-protected; export "
+                       "it again protecting the key with the file's password",
+                       "key-not-protected")
+    if mac_ok and not _key_bags_decrypt(pfx, password):
+        return _refuse("the file's password is right, but its private key (or certificates) "
+                       "are protected with a different password; export it again with one "
+                       "password for both", "key-password-differs")
+    if mac_ok:
+        return _refuse(f"the password is right, but the file's content cannot be read "
+                       f"({type(error).__name__}: {error}); export it again from its source",
+                       "unreadable")
+    return _refuse(f"the file cannot be opened with this password ({error})", "wrong-password")
+
+
 def read_pkcs12(data: bytes, password: bytes | None) -> Pkcs12Contents:
-    """Open a PKCS#12 file by the product's password rules, or raise InvalidCertificate."""
+    """Open a PKCS#12 file by the product's password rules, or raise InvalidCertificate.
+
+    The normal path derives the MAC key once (inside cryptography); the slower diagnosis
+    (our own MAC check, then the key bags) runs only for a file that does not open.
+    """
     if len(data) > MAX_PKCS12_BYTES:
         raise _refuse(f"the file is {len(data)} bytes; the limit is {MAX_PKCS12_BYTES} bytes",
                       "too-large")
@@ -159,35 +221,20 @@ def read_pkcs12(data: bytes, password: bytes | None) -> Pkcs12Contents:
     if pfx["mac_data"].native is None:
         raise _refuse("the file is not password-protected; export it again protecting both "
                       "the file and the private key with one password", "password-missing")
-    # The given password is checked first: one key derivation in the normal case.
-    mac_ok = _mac_verifies(pfx, password) if password else False
-    if mac_ok is False:
+    _check_iterations(pfx)
+    if not password:
         if _mac_verifies(pfx, b"") is True:
             raise _refuse("the file is not password-protected (empty password); export it "
                           "again protecting the file and the key with one password",
                           "password-missing")
-        if not password:
-            raise _refuse("the file is password-protected: give its password",
-                          "password-missing")
-        raise _refuse("wrong password: the file's integrity check fails with the password "
-                      "given", "wrong-password")
-    assert password is not None
-    if _has_plain_key_bag(pfx):
-        raise _refuse("the private key inside the file is not password-protected; export it "
-                      "again protecting the key with the file's password", "key-not-protected")
+        raise _refuse("the file is password-protected: give its password", "password-missing")
     try:
         loaded = crypto_pkcs12.load_pkcs12(data, password)
     except Exception as e:
-        if mac_ok and not _key_bags_decrypt(pfx, password):
-            raise _refuse("the file's password is right, but its private key (or "
-                          "certificates) are protected with a different password; export it "
-                          "again with one password for both", "key-password-differs") from e
-        if mac_ok:
-            raise _refuse(f"the password is right, but the file's content cannot be read "
-                          f"({type(e).__name__}: {e}); export it again from its source",
-                          "unreadable") from e
-        raise _refuse(f"the file cannot be opened with this password ({e})",
-                      "wrong-password") from e
+        raise _diagnose(pfx, password, e) from e
+    if _has_plain_key_bag(pfx):
+        raise _refuse("the private key inside the file is not password-protected; export it "
+                      "again protecting the key with the file's password", "key-not-protected")
     if loaded.key is None:
         raise _refuse("the file holds no private key; a private chain needs its key "
                       "(certificates without a key are ignored)", "no-private-key")

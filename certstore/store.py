@@ -35,7 +35,7 @@ from certstore.model import (
     check_account_kind,
     check_account_name,
 )
-from certstore.names import normalize_domains
+from certstore.names import bound_domains, normalize_domains
 from certstore.persistence.sqlite import Database, Writer
 from certstore.pki_ops import PkiOps
 from certstore.sealing import Sealer, SealError, record_aad
@@ -230,8 +230,14 @@ class CertStore(TrustStore, AccessStore, PkiOps):
 
     # -- chains ------------------------------------------------------------------------------
 
-    async def import_chain(self, account_id: str, data: bytes, password: bytes | None) -> Chain:
-        """Import a PKCS#12/PFX chain by the product page's rules."""
+    async def import_chain(self, account_id: str, data: bytes, password: bytes | None, *,
+                           bind: bool = False) -> Chain:
+        """Import a PKCS#12/PFX chain by the product page's rules.
+
+        ``bind`` also binds every account domain the chain names (``d`` for ``d`` or
+        ``*.d``) to it, in the same transaction: the new chain is served at once even if
+        another chain for those names expires later (replacing a compromised chain).
+        """
         account = await self.get_account(account_id)
         new = await asyncio.to_thread(prepare_import, data=data, password=password,
                                       domains=frozenset(account.domains), now=self._clock())
@@ -242,6 +248,9 @@ class CertStore(TrustStore, AccessStore, PkiOps):
                 if existing.fingerprint_sha256 == new.leaf.fingerprint_sha256:
                     raise Conflict(f"this certificate is already stored as chain {existing.id}")
             chain_id = await self._insert_chain(w, account_id, new)
+            if bind:
+                for domain in sorted(bound_domains(new.dns_names, current.domains)):
+                    await w.set_binding(account_id, domain, chain_id)
             await w.change("chain.imported", account_id, chain_id)
         return await self.get_chain(chain_id)
 

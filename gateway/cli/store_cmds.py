@@ -206,14 +206,17 @@ def chain() -> None:
 @click.option("--password-file", type=click.Path(path_type=Path, dir_okay=False),
               help="File holding the PKCS#12 password.")
 @click.option("--password-env", metavar="VAR", help="Environment variable holding it.")
+@click.option("--bind", is_flag=True,
+              help="Serve it now for its domains (binding), even if another chain for them "
+                   "expires later.")
 @json_option
 @pass_state
 def chain_import(state: CliState, account_id: str, file: Path, password_file: Path | None,
-                 password_env: str | None, as_json: bool) -> None:
+                 password_env: str | None, bind: bool, as_json: bool) -> None:
     """Import a PKCS#12/PFX chain (file and key protected with one password)."""
     data = read_input(file)
     password = read_password(password_file, password_env)
-    new = with_store(state, lambda s: s.import_chain(account_id, data, password))
+    new = with_store(state, lambda s: s.import_chain(account_id, data, password, bind=bind))
     emit(chain_view(new, with_pem=False), as_json, new.id)
 
 

@@ -154,3 +154,20 @@ async def test_names_longer_than_a_common_name_still_get_chains(store: CertStore
     assert (await store.snapshot()).select(long_domain).chain_id == tls.id  # type: ignore[union-attr]
     signing = await store.get_chain((await store.pki(acc.id)).signing_chain_id or "")
     assert signing.subject.startswith("CN=NNNN") and len(signing.subject) <= 3 + 64
+
+
+async def test_import_with_bind_serves_the_new_chain_at_once(store: CertStore,
+                                                             intermediate_ca: Issued) -> None:
+    acc = await store.create_account(name="A", kind="customer",
+                                     domains=["a.com", "p.a.com"])
+    generated = await store.generate_chain(acc.id, purpose="tls", domain="a.com")
+    # a replacement that expires sooner than the generated chain (397 days)
+    short = make_leaf(intermediate_ca, dns=["a.com", "*.a.com"],
+                      not_after=dt.datetime.now(dt.UTC) + dt.timedelta(days=30))
+    start = await store.last_seq()
+    chain = await store.import_chain(acc.id, p12(short, b"pw"), b"pw", bind=True)
+    assert (await store.pki(acc.id)).binding_map() == {"a.com": chain.id}
+    snap = await store.snapshot()
+    assert snap.select("a.com").chain_id == chain.id != generated.id  # type: ignore[union-attr]
+    assert snap.select("x.a.com").chain_id == chain.id  # type: ignore[union-attr]
+    assert [c.kind for c in await store.changes_since(start)] == ["chain.imported"]  # one commit

@@ -324,3 +324,20 @@ def test_mac_iterations_at_the_limit_are_accepted(leaf: Issued) -> None:
     data = p12tools.remac(p12(leaf, PASSWORD.encode()), PASSWORD,
                           iterations=MAX_MAC_ITERATIONS)
     assert_opens(read_pkcs12(data, PASSWORD.encode()), leaf)
+
+
+def test_key_derivation_iterations_are_capped_before_any_derivation(
+        intermediate_ca: Issued) -> None:
+    """A file asking for more PBKDF2 rounds than the cap (for its key bag and safes) is
+    refused by the pre-derivation check, whose message names key-derivation iterations."""
+    leaf = make_leaf(intermediate_ca, dns=["a.example"])
+    encryption = (serialization.PrivateFormat.PKCS12.encryption_builder()
+                  .kdf_rounds(MAX_MAC_ITERATIONS + 1)
+                  .key_cert_algorithm(crypto_pkcs12.PBES.PBESv2SHA256AndAES256CBC)
+                  .hmac_hash(hashes.SHA256()).build(b"pw"))
+    data = crypto_pkcs12.serialize_key_and_certificates(b"x", leaf.key, leaf.cert, None,
+                                                        encryption)
+    with pytest.raises(InvalidCertificate) as info:
+        read_pkcs12(data, b"pw")
+    assert info.value.rule == "unreadable"
+    assert f"{MAX_MAC_ITERATIONS + 1} key-derivation iterations" in str(info.value)

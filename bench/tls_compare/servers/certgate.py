@@ -102,9 +102,9 @@ class _AdminSide:
     def run(self, coro: Coroutine[object, object, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
 
-    async def change(self, account_id: str, name: str, p12: bytes) -> None:
-        chain = await self.store.import_chain(account_id, p12, PASSWORD)
-        await self.store.update_pki(account_id, tls_bindings={name: chain.id})
+    async def change(self, account_id: str, p12: bytes) -> None:
+        # Import and bind in one transaction: served at once, whatever its expiry.
+        await self.store.import_chain(account_id, p12, PASSWORD, bind=True)
 
     def close(self) -> None:
         self.run(self.store.close())
@@ -206,8 +206,8 @@ class CertgateServer(Server):
             self.admin = _AdminSide(self.data / "certgate.sqlite",
                                     read_master_key(self.data / "master.key"))
         started = time.perf_counter()
-        self.admin.run(self.admin.change(self.accounts[tenant.name], tenant.name, p12))
-        return ChainChange(method="CertStore.import_chain (PKCS#12, all rules) + TLS binding "
-                                  "from an open store in another process, committed; the "
-                                  "gateway follows the change feed",
+        self.admin.run(self.admin.change(self.accounts[tenant.name], p12))
+        return ChainChange(method="CertStore.import_chain(bind=True): PKCS#12, all rules, "
+                                  "bound in the same commit, from an open store in another "
+                                  "process; the gateway follows the change feed",
                            durable=True, command_s=time.perf_counter() - started)
