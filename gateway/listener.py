@@ -224,7 +224,7 @@ class Listener:
 
     def _on_request(self, record: RequestRecord, conn: dict[str, Any]) -> None:
         m, name = self.metrics, self.name
-        m.requests[(name, str(record.status))] += 1
+        m.requests[(name, record.status)] += 1  # label text is made at scrape time
         m.bytes[(name, "in")] += record.bytes_in
         m.bytes[(name, "out")] += record.bytes_out
         if record.upstream_latency_s is not None:
@@ -232,6 +232,8 @@ class Listener:
         if record.ipp_operation is not None:
             status = "none" if record.ipp_status is None else f"0x{record.ipp_status:04x}"
             m.ipp_operations[(name, record.ipp_operation, status)] += 1
+        if not self.access_log.enabled:
+            return
         self.access_log.write({"listener": name, **conn, "method": record.method,
                     "path": record.path, "host": record.host, "status": record.status,
                     "ipp_operation": record.ipp_operation,

@@ -49,7 +49,7 @@ class AccessLog:
         (self._stream or sys.stdout).flush()
 
 
-Counts = defaultdict[tuple[str, ...], int]
+Counts = defaultdict[tuple[str | int, ...], int]
 
 
 class _Counts(Collector):
@@ -71,7 +71,7 @@ class _Counts(Collector):
         ):
             family = CounterMetricFamily(name, doc, labels=labels)
             for key, value in list(counts.items()):
-                family.add_metric(list(key), value)
+                family.add_metric([str(part) for part in key], value)
             yield family
         active = GaugeMetricFamily("certgate_active_connections", "Open client connections",
                                    labels=["listener"])
