@@ -55,13 +55,14 @@ class Reads:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
 
+    # One thread hop per query (execute_fetchall), not three (execute, fetch, close): the
+    # gateway's follower runs several queries per reload while its loop thread is busy.
     async def _all(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        async with self._conn.execute(sql, args) as cur:
-            return list(await cur.fetchall())
+        return list(await self._conn.execute_fetchall(sql, args))
 
     async def _one(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Row | None:
-        async with self._conn.execute(sql, args) as cur:
-            return await cur.fetchone()
+        rows = await self._conn.execute_fetchall(sql, args)
+        return next(iter(rows), None)
 
     async def accounts(self, ids: Iterable[str] | None = None) -> list[Account]:
         """Accounts with their domains, all or those in ``ids``, ordered by creation."""

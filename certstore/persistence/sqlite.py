@@ -35,8 +35,10 @@ class Writer(Reads):
         self.now = now
 
     async def _exec(self, sql: str, args: Sequence[Any] = ()) -> int:
-        async with self._conn.execute(sql, args) as cur:
-            return cur.rowcount
+        # One thread hop: the cursor is freed when its last reference goes (CPython
+        # refcounting) instead of by a second hop to close it.
+        cursor = await self._conn.execute(sql, args)
+        return cursor.rowcount
 
     async def change(self, kind: str, account_id: str | None, entity_id: str | None) -> None:
         """Append to the change feed and, when someone is acting, to the audit log (same
