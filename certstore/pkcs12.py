@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from asn1crypto import cms, pkcs12
@@ -88,11 +89,7 @@ def _mac_verifies(pfx: pkcs12.Pfx, password: bytes) -> bool | None:
     hash_name = _MAC_HASHES.get(algo)
     if hash_name is None:
         return None
-    iterations = mac_data["iterations"].native
-    if iterations > MAX_MAC_ITERATIONS:
-        raise _refuse(f"the file asks for {iterations} MAC iterations (more than "
-                      f"{MAX_MAC_ITERATIONS}); export it again with default settings",
-                      "unreadable")
+    iterations = mac_data["iterations"].native  # capped by _check_iterations already
     salt = mac_data["mac_salt"].native
     expected = mac_data["mac"]["digest"].native
     content = pfx["auth_safe"]["content"].native
@@ -107,28 +104,28 @@ def _mac_verifies(pfx: pkcs12.Pfx, password: bytes) -> bool | None:
     return False
 
 
+def _plain_safe_bags(pfx: pkcs12.Pfx, bag_id: str) -> Iterator[pkcs12.SafeBag]:
+    """Bags of kind ``bag_id`` in the unencrypted safes (encrypted safes are protected by
+    the file password as a whole, and their bags cannot be seen without it)."""
+    for info in pfx.authenticated_safe:
+        if info["content_type"].native == "data":
+            for bag in pkcs12.SafeContents.load(info["content"].native):
+                if bag["bag_id"].native == bag_id:
+                    yield bag
+
+
 def _has_plain_key_bag(pfx: pkcs12.Pfx) -> bool:
     """True if a private key is stored without encryption in an unencrypted safe."""
-    for info in pfx.authenticated_safe:
-        if info["content_type"].native != "data":
-            continue  # encrypted safes are protected by the file password as a whole
-        contents = pkcs12.SafeContents.load(info["content"].native)
-        if any(bag["bag_id"].native == "key_bag" for bag in contents):
-            return True
-    return False
+    return any(True for _ in _plain_safe_bags(pfx, "key_bag"))
 
 
 def _key_bags_decrypt(pfx: pkcs12.Pfx, password: bytes) -> bool:
     """False if a shrouded key bag of an unencrypted safe does not decrypt with ``password``."""
-    for info in pfx.authenticated_safe:
-        if info["content_type"].native != "data":
-            continue
-        for bag in pkcs12.SafeContents.load(info["content"].native):
-            if bag["bag_id"].native == "pkcs8_shrouded_key_bag":
-                try:
-                    load_der_private_key(bag["bag_value"].untag().dump(), password)
-                except Exception:
-                    return False
+    for bag in _plain_safe_bags(pfx, "pkcs8_shrouded_key_bag"):
+        try:
+            load_der_private_key(bag["bag_value"].untag().dump(), password)
+        except Exception:
+            return False
     return True
 
 
@@ -164,16 +161,12 @@ def _check_iterations(pfx: pkcs12.Pfx) -> None:
     """Refuse before any key derivation runs: the MAC, every encrypted safe and every
     shrouded key bag name their own iteration count, and a file could ask for billions."""
     counts = [pfx["mac_data"]["iterations"].native]
-    for info in pfx.authenticated_safe:
-        kind = info["content_type"].native
-        if kind == "encrypted_data":
-            counts.append(_kdf_iterations(info["content"]["encrypted_content_info"][
-                "content_encryption_algorithm"].native))
-        elif kind == "data":
-            for bag in pkcs12.SafeContents.load(info["content"].native):
-                if bag["bag_id"].native == "pkcs8_shrouded_key_bag":
-                    counts.append(_kdf_iterations(
-                        bag["bag_value"]["encryption_algorithm"].native))
+    counts += [_kdf_iterations(info["content"]["encrypted_content_info"][
+                   "content_encryption_algorithm"].native)
+               for info in pfx.authenticated_safe
+               if info["content_type"].native == "encrypted_data"]
+    counts += [_kdf_iterations(bag["bag_value"]["encryption_algorithm"].native)
+               for bag in _plain_safe_bags(pfx, "pkcs8_shrouded_key_bag")]
     worst = max(counts)
     if worst > MAX_MAC_ITERATIONS:
         raise _refuse(f"the file asks for {worst} key-derivation iterations (more than "

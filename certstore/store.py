@@ -68,20 +68,13 @@ class CertStore(TrustStore, AccessStore, PkiOps):
         self._sealer = sealer
         self._authority = authority
         self._token_issuer = token_issuer
-        db.on_commit(self._notify)
-        self._watchers: list[Callable[[], None]] = []
 
     def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback`` after every commit made through this store object (the
         gateway's follower wakes at once for changes made in its own process; other
         processes' changes are found by polling :meth:`last_seq`). Returns an unsubscriber.
         """
-        self._watchers.append(callback)
-        return lambda: self._watchers.remove(callback)
-
-    def _notify(self) -> None:
-        for callback in list(self._watchers):
-            callback()
+        return self._db.on_commit(callback)
 
     # -- lifecycle -------------------------------------------------------------------------
 

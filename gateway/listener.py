@@ -11,7 +11,6 @@ import asyncio
 import ipaddress
 import logging
 import socket
-import ssl
 from typing import Any
 
 from gateway.config import ListenerConfig
@@ -54,6 +53,13 @@ def open_socket(bind: str, *, reuse_port: bool = True, backlog: int = BACKLOG) -
         sock.close()
         raise
     return sock
+
+
+def listener_alpn(cfg: ListenerConfig) -> tuple[str, ...]:
+    """ALPN protocols: as configured, else http/1.1 for HTTP listeners and none for tcp."""
+    if cfg.tls.alpn is not None:
+        return cfg.tls.alpn
+    return HTTP_ALPN if cfg.kind in ("https", "ipps") else ()
 
 
 def proxy_settings(cfg: ListenerConfig) -> ProxySettings:
@@ -135,29 +141,17 @@ class Listener:
         self._latency = metrics.upstream_latency.labels(config.name)
         self._reuse_port = reuse_port
         http = config.kind in ("https", "ipps")
-        self.alpn = config.tls.alpn if config.tls.alpn is not None else (
-            HTTP_ALPN if http else ())
+        self.alpn = listener_alpn(config)
         self.selector = SniSelector(ref=ref, cache=cache, default=default, alpn=self.alpn,
-                                    strict=config.strict_sni, observe=None)
+                                    strict=config.strict_sni)
         self.base_context = base_context(config.tls, self.alpn,
                                          session_tickets=config.kind != "ipps")
-        self.base_context.sni_callback = self._sni
+        self.base_context.sni_callback = self.selector
         self._default_names = default.served.names
         self._settings = proxy_settings(config) if http else None
         self._pool = UpstreamPool() if http else None
         self._connections: set[ListenerSSLProtocol] = set()
         self._server: asyncio.Server | None = None
-
-    def _sni(self, sslobj: ssl.SSLObject, name: str | None, base: ssl.SSLContext) -> int | None:
-        result = self.selector(sslobj, name, base)
-        sslobj.certgate_sni = name  # type: ignore[attr-defined]
-        sslobj.certgate_result = self.selector.last_result  # type: ignore[attr-defined]
-        return result
-
-    def set_default(self, default: ChainContext) -> None:
-        """Serve another chain to clients without SNI."""
-        self.selector.set_default(default)
-        self._default_names = default.served.names
 
     async def start(self, sock: socket.socket | None = None) -> None:
         """Bind (unless given a socket) and start accepting."""

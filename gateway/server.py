@@ -28,7 +28,7 @@ from certstore.store import CertStore
 from gateway.admin.app import SERVER_LOG, create_app
 from gateway.config import Config, ListenerConfig, load_config
 from gateway.errors import ConfigError
-from gateway.listener import Listener, open_socket
+from gateway.listener import Listener, listener_alpn, open_socket
 from gateway.observe import AccessLog, Metrics
 from gateway.reload import Follower
 from gateway.tls.contexts import ChainContext, ContextCache, chain_context
@@ -134,11 +134,10 @@ class Gateway:
 
     async def _start_listener(self, cfg: ListenerConfig) -> Listener:
         index = list(self.config.listeners).index(cfg)
-        placeholder = await self._default_context(cfg, (), index)
-        listener = Listener(cfg, ref=self.ref, cache=self.cache, default=placeholder,
+        default = await self._default_context(cfg, listener_alpn(cfg), index)
+        listener = Listener(cfg, ref=self.ref, cache=self.cache, default=default,
                             metrics=self.metrics, access_log=self.access_log,
                             reuse_port=self._reuse_port)
-        listener.set_default(await self._default_context(cfg, listener.alpn, index))
         try:
             await listener.start()
         except OSError as e:

@@ -162,9 +162,11 @@ class Database(Reads):
         self._lock = asyncio.Lock()
         self._on_commit: list[Callable[[], None]] = []
 
-    def on_commit(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` after each committed write transaction."""
+    def on_commit(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` after each committed write transaction; returns an
+        unsubscriber."""
         self._on_commit.append(callback)
+        return lambda: self._on_commit.remove(callback)
 
     @classmethod
     async def open(cls, path: Path, *, create: bool = False) -> Database:
@@ -222,7 +224,7 @@ class Database(Reads):
                 await self._write.execute("ROLLBACK")
                 raise
             await self._write.execute("COMMIT")
-        for callback in self._on_commit:
+        for callback in list(self._on_commit):
             callback()
 
 

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from certstore.snapshot import Snapshot
 from gateway.tls.contexts import ChainContext, ContextCache
 
 log = logging.getLogger("certgate.tls")
-HandshakeObserver = Callable[[str], None]  # "ok" | "no_sni" | "unknown_sni" | "failed"
 
 
 @dataclass(slots=True)
@@ -31,29 +29,24 @@ class SniSelector:
     """The ``sni_callback`` of one listener."""
 
     def __init__(self, *, ref: SnapshotRef, cache: ContextCache, default: ChainContext,
-                 alpn: tuple[str, ...], strict: bool,
-                 observe: HandshakeObserver | None = None) -> None:
+                 alpn: tuple[str, ...], strict: bool) -> None:
         self._ref = ref
         self._cache = cache
         self._default = default
         self._alpn = alpn
         self._strict = strict
-        self._observe = observe or (lambda _result: None)
-        self.last_result = "ok"
-
-    def set_default(self, default: ChainContext) -> None:
-        """Replace the chain served to clients without SNI."""
-        self._default = default
 
     def __call__(self, sslobj: ssl.SSLObject, server_name: str | None,
                  _base: ssl.SSLContext) -> int | None:
+        # The connection reads these after the handshake (access log, metrics, 421 check).
+        sslobj.certgate_sni = server_name  # type: ignore[attr-defined]
         if server_name is None:
-            self._report("no_sni")
+            sslobj.certgate_result = "no_sni"  # type: ignore[attr-defined]
             sslobj.context = self._default
             return None
         served = self._ref.snapshot.select(server_name)
         if served is None:
-            self._report("unknown_sni")
+            sslobj.certgate_result = "unknown_sni"  # type: ignore[attr-defined]
             if self._strict:
                 return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
             sslobj.context = self._default
@@ -63,12 +56,7 @@ class SniSelector:
         except Exception:
             # A chain that cannot be loaded must fail its own handshakes only, loudly.
             log.exception("chain %s cannot be loaded", served.chain_id)
-            self._report("failed")
+            sslobj.certgate_result = "failed"  # type: ignore[attr-defined]
             return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
-        self._report("ok")
+        sslobj.certgate_result = "ok"  # type: ignore[attr-defined]
         return None
-
-    def _report(self, result: str) -> None:
-        # Read by the listener right after this call, in the same synchronous callback.
-        self.last_result = result
-        self._observe(result)
