@@ -141,7 +141,7 @@ class Config(_Model):
     admin: AdminConfig | None = None
     context_cache_size: int = Field(default=16384, gt=0)
     access_log: bool = True
-    store_poll_interval_s: float = Field(default=0.002, gt=0, le=10)
+    store_poll_interval_s: float = Field(default=0.02, gt=0, le=10)
     graceful_timeout_s: float = Field(default=30.0, gt=0)
 
     @property

@@ -1,17 +1,19 @@
 """One TLS listener: socket, TLS policy, SNI selection, and the app protocol behind it.
 
-TLS is terminated by :class:`ListenerSSLProtocol` (asyncio's SSLProtocol, alert-delivering,
-counting connections and handshake results); behind it runs the HTTP/IPP proxy or the TCP
-pipe. The socket is opened with ``SO_REUSEPORT`` so several worker processes share a port.
+The listener accepts connections itself and hands each to a :class:`TlsConnection`
+(OpenSSL on the socket, see ``gateway.tls.transport``), which reports its handshake result
+here; behind it runs the HTTP/IPP proxy or the TCP pipe. The socket is opened with
+``SO_REUSEPORT`` so several worker processes share a port.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import logging
 import socket
-from typing import Any
+from typing import Any, cast
 
 from gateway.config import ListenerConfig
 from gateway.observe import AccessLog, Metrics
@@ -25,15 +27,19 @@ from gateway.proxy import (
     UpstreamPool,
 )
 from gateway.tcp import PipeRecord, TcpPipe
-from gateway.tls.alerting import AlertingSSLProtocol
 from gateway.tls.contexts import ChainContext, ContextCache, base_context
 from gateway.tls.selector import SnapshotRef, SniSelector
+from gateway.tls.transport import TlsConnection
 
 log = logging.getLogger("certgate.listener")
 HTTP_ALPN = ("http/1.1",)
 
 
 BACKLOG = 1024
+ACCEPT_BATCH = 64
+"""Connections accepted per readiness callback before other work gets a turn."""
+ACCEPT_RETRY_S = 1.0
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 def open_socket(bind: str, *, reuse_port: bool = True, backlog: int = BACKLOG) -> socket.socket:
@@ -87,49 +93,8 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-class ListenerSSLProtocol(AlertingSSLProtocol):
-    """TLS for one accepted connection; reports to its listener."""
-
-    def __init__(self, listener: Listener, app: asyncio.BaseProtocol) -> None:
-        # typeshed is stricter than asyncio: no waiter (None) and a float timeout are fine.
-        super().__init__(asyncio.get_running_loop(), app, listener.base_context,
-                         None,  # type: ignore[arg-type]
-                         server_side=True,
-                         ssl_handshake_timeout=listener.config.handshake_timeout_s)  # type: ignore[arg-type]
-        self.listener = listener
-        self.app = app
-        self._counted = False
-
-    def _on_handshake_complete(self, handshake_exc: BaseException | None) -> None:
-        sslobj: Any = self._sslobj  # type: ignore[attr-defined]
-        result = getattr(sslobj, "certgate_result", None) or "failed"
-        if handshake_exc is not None and result != "unknown_sni":
-            result = "failed"
-        self._count(result)
-        super()._on_handshake_complete(handshake_exc)
-
-    def _count(self, result: str) -> None:
-        if not self._counted:
-            self._counted = True
-            self.listener.metrics.handshakes[(self.listener.name, result)] += 1
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        # Handshake timeouts and clients leaving mid-handshake never reach
-        # _on_handshake_complete: they count as failed handshakes here.
-        self._count("failed")
-        self.listener.forget(self)
-        super().connection_lost(exc)
-
-
-class _Refuse(asyncio.Protocol):
-    """Over the connection limit: close at once, before any TLS work."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport.close()
-
-
 class Listener:
-    """A configured listener and its running server."""
+    """A configured listener: its socket, the accept loop and the open connections."""
 
     def __init__(self, config: ListenerConfig, *, ref: SnapshotRef, cache: ContextCache,
                  default: ChainContext, metrics: Metrics, access_log: AccessLog,
@@ -146,58 +111,92 @@ class Listener:
                                     strict=config.strict_sni)
         self.base_context = base_context(config.tls, self.alpn,
                                          session_tickets=config.kind != "ipps")
-        self.base_context.sni_callback = self.selector
+        self.base_context.sni_callback = self.selector  # type: ignore[assignment]
         self._default_names = default.served.names
         self._settings = proxy_settings(config) if http else None
         self._pool = UpstreamPool() if http else None
-        self._connections: set[ListenerSSLProtocol] = set()
-        self._server: asyncio.Server | None = None
+        self._connections: set[TlsConnection] = set()
+        self._sock: socket.socket | None = None
+        self._accepting = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self, sock: socket.socket | None = None) -> None:
         """Bind (unless given a socket) and start accepting."""
-        sock = sock or open_socket(self.config.bind, reuse_port=self._reuse_port)
-        loop = asyncio.get_running_loop()
-        # create_server listen()s the socket again, with its own default backlog (100).
-        self._server = await loop.create_server(self._accept, sock=sock, backlog=BACKLOG)
+        self._sock = sock or open_socket(self.config.bind, reuse_port=self._reuse_port)
+        self._loop = asyncio.get_running_loop()
+        self._resume_accepting()
 
     @property
     def port(self) -> int:
         """The bound port (useful with port 0)."""
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
+        assert self._sock is not None
+        return int(self._sock.getsockname()[1])
 
-    def _accept(self) -> asyncio.BaseProtocol:
-        if len(self._connections) >= self.config.max_connections:
-            return _Refuse()
-        app: asyncio.BaseProtocol
+    def _resume_accepting(self) -> None:
+        if self._sock is not None and self._loop is not None and not self._accepting:
+            self._accepting = True
+            self._loop.add_reader(self._sock.fileno(), self._on_acceptable)
+
+    def _on_acceptable(self) -> None:
+        lsock, loop = self._sock, self._loop
+        assert lsock is not None and loop is not None
+        family, limit = lsock.family, self.config.max_connections
+        timeout = self.config.handshake_timeout_s
+        for _ in range(ACCEPT_BATCH):
+            try:
+                fd, peer = lsock._accept()  # type: ignore[attr-defined]
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                if e.errno in _OUT_OF_RESOURCES:
+                    # Accepting again at once would spin on the same error (asyncio does
+                    # the same): pause, let connections close, try again.
+                    log.error("listener %s cannot accept (%s); retrying in %.0f s",
+                              self.name, e.strerror, ACCEPT_RETRY_S)
+                    self._accepting = False
+                    loop.remove_reader(lsock.fileno())
+                    loop.call_later(ACCEPT_RETRY_S, self._resume_accepting)
+                    return
+                continue  # the client gave up in the queue (ECONNABORTED...)
+            sock = socket.socket(family, socket.SOCK_STREAM, 0, fd)
+            if len(self._connections) >= limit:
+                sock.close()  # over the connection limit: before any TLS work
+                continue
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._connections.add(
+                TlsConnection(loop, sock, peer, self.base_context, self._app(), self, timeout))
+
+    def _app(self) -> asyncio.Protocol:
         if self._settings is not None and self._pool is not None:
             conn: dict[str, Any] = {}  # filled after the handshake, read per request
-            app = ProxyProtocol(self._settings, self._pool,
-                                lambda t: self._connection_context(t, conn),
-                                lambda record: self._on_request(record, conn))
-        else:
-            host, _, port = (self.config.upstream or "").rpartition(":")
-            app = _TcpApp(self, host=host, port=int(port),
-                          connect_timeout_s=self.config.upstream_connect_timeout_s)
-        proto = ListenerSSLProtocol(self, app)
-        self._connections.add(proto)
-        return proto
+            return ProxyProtocol(self._settings, self._pool,
+                                 lambda t: self._connection_context(t, conn),
+                                 lambda record: self._on_request(record, conn))
+        host, _, port = (self.config.upstream or "").rpartition(":")
+        return _TcpApp(self, host=host, port=int(port),
+                       connect_timeout_s=self.config.upstream_connect_timeout_s)
 
-    def forget(self, proto: ListenerSSLProtocol) -> None:
+    # -- TlsHooks -------------------------------------------------------------------------
+
+    def handshake_done(self, conn: TlsConnection, result: str) -> None:
+        """Count the handshake by result (ok, no_sni, unknown_sni, failed)."""
+        self.metrics.handshakes[(self.name, result)] += 1
+
+    def connection_closed(self, conn: TlsConnection) -> None:
         """A connection ended."""
-        self._connections.discard(proto)
+        self._connections.discard(conn)
 
-    def connection_info(self, transport: asyncio.BaseTransport) -> dict[str, Any]:
+    @staticmethod
+    def connection_info(transport: asyncio.BaseTransport) -> dict[str, Any]:
         """Client address, SNI, account and TLS version of an established connection."""
-        peer = transport.get_extra_info("peername") or ("", 0)
-        sslobj: Any = transport.get_extra_info("ssl_object")
-        result = getattr(sslobj, "certgate_result", None)
-        served = sslobj.context.served if result == "ok" else None
-        return {"client": peer[0], "client_port": peer[1],
-                "sni": getattr(sslobj, "certgate_sni", None),
+        conn = cast(TlsConnection, transport)
+        peer = conn.get_extra_info("peername") or ("", 0)
+        sslobj = conn.get_extra_info("ssl_object")
+        served = conn.context.served if conn.certgate_result == "ok" else None  # type: ignore[attr-defined]
+        return {"client": peer[0], "client_port": peer[1], "sni": conn.certgate_sni,
                 "account": served.account_id if served else None,
-                "tls": sslobj.version() if sslobj is not None else None,
-                "served": served}
+                "tls": sslobj.version(), "served": served}
 
     def _connection_context(self, transport: asyncio.Transport,
                             conn: dict[str, Any]) -> ConnectionContext:
@@ -237,14 +236,19 @@ class Listener:
 
     def stop_accepting(self) -> None:
         """Close the listening socket; open connections carry on."""
-        if self._server is not None:
-            self._server.close()
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            if self._accepting and self._loop is not None:
+                self._loop.remove_reader(sock.fileno())
+            self._accepting = False
+            sock.close()
 
     def drain(self) -> None:
         """Ask HTTP connections to finish their request in flight and close."""
-        for proto in list(self._connections):
-            if isinstance(proto.app, ProxyProtocol):
-                proto.app.drain()
+        for conn in list(self._connections):
+            app = conn.get_protocol()
+            if isinstance(app, ProxyProtocol):
+                app.drain()
 
     @property
     def active(self) -> int:
@@ -253,17 +257,14 @@ class Listener:
 
     def abort_all(self) -> None:
         """Close every connection now (end of the graceful period)."""
-        for proto in list(self._connections):
-            transport = getattr(proto, "_transport", None)
-            if transport is not None:
-                transport.abort()
+        for conn in list(self._connections):
+            conn.abort()
 
     async def close(self) -> None:
         """Stop accepting, close connections and the upstream pool."""
         self.stop_accepting()
         self.abort_all()
-        if self._server is not None:
-            await self._server.wait_closed()
+        await asyncio.sleep(0)  # the connections' connection_lost callbacks
         if self._pool is not None:
             self._pool.close()
 

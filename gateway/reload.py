@@ -1,9 +1,11 @@
 """Following the store's change feed: rebuild the snapshot, swap one reference.
 
-The follower wakes at once for commits made in its own process (``CertStore.watch``) and
-polls for commits made by other processes (the CLI, other workers): every ``poll_s`` it
-``stat``s the database files and reads the feed only when they changed (and at least every
-``FULL_POLL_S``, as a safety net), so an idle gateway costs a syscall per poll, not a query.
+The follower wakes at once for commits made in its own process (``CertStore.watch``) and,
+through inotify on the database's directory, for commits made by other processes (the CLI,
+other workers): SQLite's write to the database or its WAL is the signal. Where inotify is
+unavailable it polls instead: every ``poll_s`` it ``stat``s the database files and reads the
+feed only when they changed. Either way it also reads the feed every ``FULL_POLL_S``, as a
+safety net.
 Each batch of changes rebuilds only the accounts it names (``Snapshot.with_accounts``) and
 drops their cached contexts; handshakes already running hold the old context.
 """
@@ -13,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 from certstore.snapshot import Snapshot
 from certstore.store import CertStore
+from gateway.fswatch import DirectoryWatch, watch_directory
 from gateway.tls.selector import SnapshotRef
 
 log = logging.getLogger("certgate.reload")
@@ -27,11 +31,15 @@ class Follower:
     """Keeps ``ref.snapshot`` in step with the store."""
 
     def __init__(self, store: CertStore, ref: SnapshotRef, *, poll_s: float = 0.05,
+                 watch_dir: Path | None = None,
                  on_accounts_changed: Callable[[set[str]], None] = lambda _ids: None,
                  on_reload: Callable[[Snapshot], None] = lambda _s: None) -> None:
+        """Follow ``store`` into ``ref``; ``watch_dir`` (the database's directory) is
+        watched with inotify, else polled every ``poll_s``."""
         self._store = store
         self._ref = ref
         self._poll_s = poll_s
+        self._watch_dir = watch_dir
         self._on_accounts_changed = on_accounts_changed
         self._on_reload = on_reload
         self._wake = asyncio.Event()
@@ -57,6 +65,10 @@ class Follower:
         loop = asyncio.get_running_loop()
         signature: tuple[int, ...] | None = None
         last_full = 0.0
+        watch = watch_directory(self._watch_dir) if self._watch_dir is not None else None
+        if watch is not None:
+            loop.add_reader(watch.fileno(), self._on_files_changed, watch)
+        wait_s = FULL_POLL_S if watch is not None else self._poll_s
         try:
             while True:
                 current = self._store.file_signature()
@@ -71,12 +83,19 @@ class Follower:
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
                 # that races with the event being set, and shutdown would then hang.
                 try:
-                    async with asyncio.timeout(self._poll_s):
+                    async with asyncio.timeout(wait_s):
                         await self._wake.wait()
                 except TimeoutError:
                     pass
         finally:
             self._unwatch()
+            if watch is not None:
+                loop.remove_reader(watch.fileno())
+                watch.close()
+
+    def _on_files_changed(self, watch: DirectoryWatch) -> None:
+        if watch.drain():
+            self._wake.set()
 
     async def catch_up(self) -> int:
         """Apply every committed change not yet applied; returns how many were applied."""
@@ -97,3 +116,5 @@ class Follower:
             applied += len(changes)
             async with self._applied:
                 self._applied.notify_all()
+            if len(changes) < BATCH:
+                return applied  # the feed's end: no query to learn it

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import logging
 import signal
@@ -92,6 +93,7 @@ class Gateway:
         started = time.monotonic()
         self.ref.snapshot = await self.store.snapshot()
         follower = Follower(self.store, self.ref, poll_s=self.config.store_poll_interval_s,
+                            watch_dir=self.config.database_path.parent,
                             on_accounts_changed=self._changed,
                             on_reload=lambda _s: self.metrics.reloads.inc())
         self._follower = follower
@@ -100,6 +102,12 @@ class Gateway:
             await self._start_listener(cfg)
         if self.config.admin is not None:
             await self._start_admin()
+        # What start-up built (modules, the snapshot) lives as long as the process: keep it
+        # out of the collector's scans, which otherwise walk it again and again while
+        # connections churn short-lived objects.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(20000, 20, 20)
         log.info("certgate started %d listener(s) in %.0f ms", len(self.listeners),
                  (time.monotonic() - started) * 1000)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from certstore.snapshot import Snapshot
 from gateway.tls.contexts import ChainContext, ContextCache
+from gateway.tls.transport import TlsConnection
 
 log = logging.getLogger("certgate.tls")
 
@@ -36,27 +37,28 @@ class SniSelector:
         self._alpn = alpn
         self._strict = strict
 
-    def __call__(self, sslobj: ssl.SSLObject, server_name: str | None,
+    def __call__(self, conn: TlsConnection, server_name: str | None,
                  _base: ssl.SSLContext) -> int | None:
-        # The connection reads these after the handshake (access log, metrics, 421 check).
-        sslobj.certgate_sni = server_name  # type: ignore[attr-defined]
+        # The connection (the SSL object's owner) keeps these for after the handshake:
+        # access log, metrics, the 421 check.
+        conn.certgate_sni = server_name
         if server_name is None:
-            sslobj.certgate_result = "no_sni"  # type: ignore[attr-defined]
-            sslobj.context = self._default
+            conn.certgate_result = "no_sni"
+            conn.context = self._default
             return None
         served = self._ref.snapshot.select(server_name)
         if served is None:
-            sslobj.certgate_result = "unknown_sni"  # type: ignore[attr-defined]
+            conn.certgate_result = "unknown_sni"
             if self._strict:
                 return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
-            sslobj.context = self._default
+            conn.context = self._default
             return None
         try:
-            sslobj.context = self._cache.get(served, self._alpn)
+            conn.context = self._cache.get(served, self._alpn)
         except Exception:
             # A chain that cannot be loaded must fail its own handshakes only, loudly.
             log.exception("chain %s cannot be loaded", served.chain_id)
-            sslobj.certgate_result = "failed"  # type: ignore[attr-defined]
+            conn.certgate_result = "failed"
             return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
-        sslobj.certgate_result = "ok"  # type: ignore[attr-defined]
+        conn.certgate_result = "ok"
         return None
