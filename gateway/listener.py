@@ -117,12 +117,14 @@ class Listener:
         self._pool = UpstreamPool() if http else None
         self._connections: set[TlsConnection] = set()
         self._sock: socket.socket | None = None
+        self._family = int(socket.AF_INET)
         self._accepting = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self, sock: socket.socket | None = None) -> None:
         """Bind (unless given a socket) and start accepting."""
         self._sock = sock or open_socket(self.config.bind, reuse_port=self._reuse_port)
+        self._family = int(self._sock.family)  # socket.family builds an enum on every read
         self._loop = asyncio.get_running_loop()
         self._resume_accepting()
 
@@ -140,7 +142,7 @@ class Listener:
     def _on_acceptable(self) -> None:
         lsock, loop = self._sock, self._loop
         assert lsock is not None and loop is not None
-        family, limit = lsock.family, self.config.max_connections
+        family, limit = self._family, self.config.max_connections
         timeout = self.config.handshake_timeout_s
         for _ in range(ACCEPT_BATCH):
             try:
@@ -165,7 +167,7 @@ class Listener:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._connections.add(
-                TlsConnection(loop, sock, peer, self.base_context, self._app(), self, timeout))
+                TlsConnection(loop, sock, peer, self.base_context, self._app, self, timeout))
 
     def _app(self) -> asyncio.Protocol:
         if self._settings is not None and self._pool is not None:

@@ -139,8 +139,9 @@ class ProxyProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
-        self._timer.cancel()
+        self._timer.close()
         self._queue.clear()
+        self._parser = None  # the parser references this protocol: no cycle left behind
         exchange, self._exchange = self._exchange, None
         if exchange is not None and not exchange.finished:
             exchange.client_lost()

@@ -40,6 +40,12 @@ class Deadline:
             self._handle.cancel()
             self._handle = None
 
+    def close(self) -> None:
+        """Cancel for good and drop the callback (it usually references the deadline's
+        owner: dropping it breaks that reference cycle)."""
+        self.cancel()
+        self._callback = _nothing
+
     def _fire(self) -> None:
         self._handle = None
         when = self._when
@@ -51,3 +57,7 @@ class Deadline:
             return
         self._when = None
         self._callback()
+
+
+def _nothing() -> None:
+    pass

@@ -24,6 +24,7 @@ import asyncio
 import logging
 import socket
 import ssl
+from collections.abc import Callable
 from typing import Any, Protocol
 
 log = logging.getLogger("certgate.tls")
@@ -64,6 +65,7 @@ class TlsConnection(asyncio.Transport):
     __slots__ = (
         "__weakref__",
         "_app",
+        "_app_factory",
         "_app_paused",
         "_base",
         "_fd",
@@ -88,15 +90,17 @@ class TlsConnection(asyncio.Transport):
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, peer: Any,
-                 base: ssl.SSLContext, app: asyncio.Protocol, hooks: TlsHooks,
-                 handshake_timeout_s: float) -> None:
-        """Start the server handshake of an accepted, non-blocking ``sock``."""
+                 base: ssl.SSLContext, app_factory: Callable[[], asyncio.Protocol],
+                 hooks: TlsHooks, handshake_timeout_s: float) -> None:
+        """Start the server handshake of an accepted, non-blocking ``sock``; the protocol
+        is made by ``app_factory`` once the handshake succeeds."""
         # BaseTransport.__init__ only sets up ``_extra``, which get_extra_info replaces.
         self._loop = loop
         self._sock = sock
         self._fd = sock.fileno()
         self._base = base
-        self._app = app
+        self._app_factory = app_factory
+        self._app: asyncio.Protocol | None = None
         self._hooks = hooks
         self._peer = peer
         self._state = _HANDSHAKE
@@ -114,7 +118,9 @@ class TlsConnection(asyncio.Transport):
             sock, True, None, owner=self)
         self._timer: asyncio.TimerHandle | None = loop.call_later(
             handshake_timeout_s, self._handshake_timeout)
-        loop.add_reader(self._fd, self._do_handshake)
+        # One reader callback for the connection's life, dispatching on the state: replacing
+        # it after the handshake would cost the poller more than the branch does.
+        loop.add_reader(self._fd, self._on_readable)
 
     # -- handshake ------------------------------------------------------------------------
 
@@ -128,6 +134,12 @@ class TlsConnection(asyncio.Transport):
     def context(self, ctx: ssl.SSLContext) -> None:
         self._sslobj.context = ctx
 
+    def _on_readable(self) -> None:
+        if self._state == _HANDSHAKE:
+            self._do_handshake()
+        else:
+            self._read_ready()
+
     def _do_handshake(self) -> None:
         try:
             self._sslobj.do_handshake()
@@ -135,7 +147,7 @@ class TlsConnection(asyncio.Transport):
             if self._hs_writing:
                 self._hs_writing = False
                 self._loop.remove_writer(self._fd)
-                self._loop.add_reader(self._fd, self._do_handshake)
+                self._loop.add_reader(self._fd, self._on_readable)
             return
         except _WantWrite:
             # Our flight did not fit the socket buffer: wait for room, not for bytes.
@@ -152,14 +164,15 @@ class TlsConnection(asyncio.Transport):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        loop, fd = self._loop, self._fd
         if self._hs_writing:
             self._hs_writing = False
-            loop.remove_writer(fd)
-        loop.add_reader(fd, self._read_ready)  # replaces the handshake callback
+            self._loop.remove_writer(self._fd)
+            self._loop.add_reader(self._fd, self._on_readable)
         self._state = _OPEN
         self._hooks.handshake_done(self, self.certgate_result or "ok")
-        self._app.connection_made(self)
+        # Made only now: a failed handshake costs no protocol.
+        app = self._app = self._app_factory()
+        app.connection_made(self)
         if self._state == _OPEN:
             # The client's first bytes may have come with its Finished message.
             self._read_ready()
@@ -180,6 +193,8 @@ class TlsConnection(asyncio.Transport):
     # -- reading --------------------------------------------------------------------------
 
     def _read_ready(self) -> None:
+        app = self._app
+        assert app is not None
         if self._write_wants_read:
             self._write_wants_read = False
             self._write_ready()
@@ -190,7 +205,7 @@ class TlsConnection(asyncio.Transport):
                 return
         if self._read_paused or self._state != _OPEN:
             return
-        sslobj, app, budget = self._sslobj, self._app, READ_BUDGET
+        sslobj, budget = self._sslobj, READ_BUDGET
         while True:
             try:
                 data = sslobj.read(READ_SIZE)
@@ -220,6 +235,7 @@ class TlsConnection(asyncio.Transport):
 
     def _eof(self) -> None:
         self._set_reading(False)
+        assert self._app is not None
         keep_open = self._app.eof_received()
         if not keep_open:
             self.close()
@@ -228,7 +244,7 @@ class TlsConnection(asyncio.Transport):
         if on != self._reading and self._state < _CLOSED:
             self._reading = on
             if on:
-                self._loop.add_reader(self._fd, self._read_ready)
+                self._loop.add_reader(self._fd, self._on_readable)
             else:
                 self._loop.remove_reader(self._fd)
 
@@ -281,7 +297,7 @@ class TlsConnection(asyncio.Transport):
                 self._set_writing(True)
         else:
             self._wbuf += data
-        if not self._app_paused and len(self._wbuf) > self._high:
+        if not self._app_paused and len(self._wbuf) > self._high and self._app is not None:
             self._app_paused = True
             self._app.pause_writing()
 
@@ -317,7 +333,7 @@ class TlsConnection(asyncio.Transport):
                 return
             if n:
                 del self._wbuf[:n]
-        if self._app_paused and len(self._wbuf) <= self._low:
+        if self._app_paused and len(self._wbuf) <= self._low and self._app is not None:
             self._app_paused = False
             self._app.resume_writing()
         if not self._wbuf:
@@ -411,15 +427,19 @@ class TlsConnection(asyncio.Transport):
         self._sock.close()
 
     def _connection_lost(self, exc: Exception | None) -> None:
+        # Dropping the protocol breaks the transport <-> protocol cycle: the pair is freed
+        # by reference counting now, not by a garbage collection later.
+        app, self._app = self._app, None
         try:
-            self._app.connection_lost(exc)
+            if app is not None:
+                app.connection_lost(exc)
         finally:
             self._hooks.connection_closed(self)
 
     # -- the rest of asyncio.Transport ----------------------------------------------------
 
-    def get_protocol(self) -> asyncio.BaseProtocol:
-        """The application protocol."""
+    def get_protocol(self) -> asyncio.BaseProtocol | None:  # type: ignore[override]
+        """The application protocol (None before the handshake and after the close)."""
         return self._app
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
