@@ -103,7 +103,6 @@ class Listener:
         self.name = config.name
         self.metrics = metrics
         self.access_log = access_log
-        self._latency = metrics.upstream_latency.labels(config.name)
         self._reuse_port = reuse_port
         http = config.kind in ("https", "ipps")
         self.alpn = listener_alpn(config)
@@ -223,7 +222,7 @@ class Listener:
         m.bytes[(name, "in")] += record.bytes_in
         m.bytes[(name, "out")] += record.bytes_out
         if record.upstream_latency_s is not None:
-            self._latency.observe(record.upstream_latency_s)
+            m.upstream_latency.observe(name, record.upstream_latency_s)
         if record.ipp_operation is not None:
             status = "none" if record.ipp_status is None else f"0x{record.ipp_status:04x}"
             m.ipp_operations[(name, record.ipp_operation, status)] += 1

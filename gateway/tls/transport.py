@@ -33,6 +33,8 @@ READ_SIZE = 65536
 """Bytes asked of one ``SSL_read`` (a TLS record carries at most 16 KiB)."""
 READ_BUDGET = 262144
 """Bytes read per readiness callback before other connections get their turn."""
+_FULL_RECORD = 16384
+"""A TLS record's largest plaintext (RFC 8446 section 5.1)."""
 HIGH_WATER = 65536
 """Default write buffer size above which the protocol is asked to pause (asyncio's)."""
 
@@ -173,8 +175,9 @@ class TlsConnection(asyncio.Transport):
         # Made only now: a failed handshake costs no protocol.
         app = self._app = self._app_factory()
         app.connection_made(self)
-        if self._state == _OPEN:
-            # The client's first bytes may have come with its Finished message.
+        if self._state == _OPEN and self._sslobj.pending():
+            # Bytes still in the kernel's buffer wake the (level-triggered) poller again;
+            # only what OpenSSL already decrypted needs reading now.
             self._read_ready()
 
     def _handshake_failed(self, result: str, exc: BaseException | None) -> None:
@@ -228,6 +231,11 @@ class TlsConnection(asyncio.Transport):
             if self._read_paused or self._state != _OPEN:
                 return
             budget -= len(data)
+            if len(data) < _FULL_RECORD and not sslobj.pending():
+                # A short record (a request, not a bulk upload): the socket is most likely
+                # drained, and if not the poller says so. Skipping the read that would
+                # raise "want read" saves an exception per request.
+                return
             if budget <= 0:
                 if sslobj.pending():
                     self._loop.call_soon(self._read_ready)

@@ -127,3 +127,28 @@ async def test_finished_connections_leave_no_reference_cycles(tmp_path: Path) ->
     # Connections must be freed by reference counting as they end, not pile up as cyclic
     # garbage for the collector (which costs CPU on every handshake under load).
     assert ours == []
+
+
+def _pipelined(port: int, count: int) -> bytes:
+    """``count`` requests, each in its own TLS record, written before reading anything."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as raw, \
+            client_context(None).wrap_socket(raw, server_hostname=None) as tls:
+        for i in range(count):
+            last = i == count - 1
+            tls.sendall(b"GET /r%d HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\n"
+                        % (i, b"Connection: close\r\n" if last else b""))
+        chunks = []
+        while chunk := tls.recv(1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+async def test_records_queued_behind_a_short_one_are_read(tmp_path: Path) -> None:
+    # The transport stops reading after a short record and relies on the poller to report
+    # the bytes still in the socket: every request must still be answered.
+    await init_store(tmp_path)
+    async with upstream_server() as up, running_gateway(tmp_path, [_listener(up)]) as gw:
+        response = await asyncio.to_thread(_pipelined, gw.listeners["web"].port, 5)
+    assert response.count(b"HTTP/1.1 200") == 5
+    for i in range(5):
+        assert b'"path": "/r%d"' % i in response
