@@ -27,6 +27,7 @@ from gateway.proxy import (
     UpstreamPool,
 )
 from gateway.tcp import PipeRecord, TcpPipe
+from gateway.tls import readahead
 from gateway.tls.contexts import ChainContext, ContextCache, base_context
 from gateway.tls.selector import SnapshotRef, SniSelector
 from gateway.tls.transport import TlsConnection
@@ -111,6 +112,7 @@ class Listener:
         self.base_context = base_context(config.tls, self.alpn,
                                          session_tickets=config.kind != "ipps")
         self.base_context.sni_callback = self.selector  # type: ignore[assignment]
+        self._read_ahead = readahead.enable(self.base_context)
         self._default_names = default.served.names
         self._settings = proxy_settings(config) if http else None
         self._pool = UpstreamPool() if http else None
@@ -166,7 +168,8 @@ class Listener:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._connections.add(
-                TlsConnection(loop, sock, peer, self.base_context, self._app, self, timeout))
+                TlsConnection(loop, sock, peer, self.base_context, self._app, self, timeout,
+                              self._read_ahead))
 
     def _app(self) -> asyncio.Protocol:
         if self._settings is not None and self._pool is not None:

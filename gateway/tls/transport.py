@@ -27,14 +27,15 @@ import ssl
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from gateway.tls.readahead import ReadAhead
+
 log = logging.getLogger("certgate.tls")
 
-READ_SIZE = 65536
-"""Bytes asked of one ``SSL_read`` (a TLS record carries at most 16 KiB)."""
 READ_BUDGET = 262144
 """Bytes read per readiness callback before other connections get their turn."""
 _FULL_RECORD = 16384
-"""A TLS record's largest plaintext (RFC 8446 section 5.1)."""
+"""A TLS record's largest plaintext (RFC 8446 section 5.1): one ``SSL_read``."""
+_READ_VIEW = memoryview(bytearray(READ_BUDGET))
 HIGH_WATER = 65536
 """Default write buffer size above which the protocol is asked to pause (asyncio's)."""
 
@@ -77,10 +78,12 @@ class TlsConnection(asyncio.Transport):
         "_loop",
         "_low",
         "_peer",
+        "_read_ahead",
         "_read_paused",
         "_read_wants_write",
         "_reading",
         "_sock",
+        "_ssl_ptr",
         "_sslobj",
         "_state",
         "_timer",
@@ -93,7 +96,8 @@ class TlsConnection(asyncio.Transport):
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, peer: Any,
                  base: ssl.SSLContext, app_factory: Callable[[], asyncio.Protocol],
-                 hooks: TlsHooks, handshake_timeout_s: float) -> None:
+                 hooks: TlsHooks, handshake_timeout_s: float,
+                 read_ahead: ReadAhead | None = None) -> None:
         """Start the server handshake of an accepted, non-blocking ``sock``; the protocol
         is made by ``app_factory`` once the handshake succeeds."""
         # BaseTransport.__init__ only sets up ``_extra``, which get_extra_info replaces.
@@ -118,6 +122,8 @@ class TlsConnection(asyncio.Transport):
         # per-connection work. The owner (weakly referenced) is what sni_callback receives.
         self._sslobj: Any = base._wrap_socket(  # type: ignore[attr-defined]
             sock, True, None, owner=self)
+        self._read_ahead = read_ahead
+        self._ssl_ptr = read_ahead.ssl_pointer(self._sslobj) if read_ahead is not None else 0
         self._timer: asyncio.TimerHandle | None = loop.call_later(
             handshake_timeout_s, self._handshake_timeout)
         # One reader callback for the connection's life, dispatching on the state: replacing
@@ -175,9 +181,9 @@ class TlsConnection(asyncio.Transport):
         # Made only now: a failed handshake costs no protocol.
         app = self._app = self._app_factory()
         app.connection_made(self)
-        if self._state == _OPEN and self._sslobj.pending():
+        if self._state == _OPEN and self._buffered():
             # Bytes still in the kernel's buffer wake the (level-triggered) poller again;
-            # only what OpenSSL already decrypted needs reading now.
+            # only what OpenSSL already holds needs reading now.
             self._read_ready()
 
     def _handshake_failed(self, result: str, exc: BaseException | None) -> None:
@@ -208,38 +214,58 @@ class TlsConnection(asyncio.Transport):
                 return
         if self._read_paused or self._state != _OPEN:
             return
-        sslobj, budget = self._sslobj, READ_BUDGET
+        # Records are decrypted into one shared buffer and handed over together: a bulk
+        # upload then costs the protocol (parser, upstream write) one call per 256 KiB, not
+        # one per 16 KiB record. The loop is single-threaded and the bytes are copied out
+        # before the protocol runs, so sharing the buffer is safe.
+        sslobj, view, size = self._sslobj, _READ_VIEW, 0
+        eof, exc, wants_write = False, None, False
         while True:
             try:
-                data = sslobj.read(READ_SIZE)
+                n = sslobj.read(_FULL_RECORD, view[size:size + _FULL_RECORD])
             except _WantRead:
-                return
+                break
             except _WantWrite:
-                self._read_wants_write = True
-                self._set_reading(False)
-                self._set_writing(True)
-                return
+                wants_write = True
+                break
             except _CleanEof:
-                data = b""
-            except (OSError, ValueError) as exc:
-                self._fatal(exc)
-                return
-            if not data:
-                self._eof()
-                return
-            app.data_received(data)
-            if self._read_paused or self._state != _OPEN:
-                return
-            budget -= len(data)
-            if len(data) < _FULL_RECORD and not sslobj.pending():
+                eof = True
+                break
+            except (OSError, ValueError) as e:
+                exc = e
+                break
+            if not n:
+                eof = True
+                break
+            size += n
+            if n < _FULL_RECORD and not self._buffered():
                 # A short record (a request, not a bulk upload): the socket is most likely
-                # drained, and if not the poller says so. Skipping the read that would
-                # raise "want read" saves an exception per request.
-                return
-            if budget <= 0:
-                if sslobj.pending():
+                # drained, and if not the (level-triggered) poller says so. Not reading
+                # again saves the "want read" exception that read would raise.
+                break
+            if size + _FULL_RECORD > READ_BUDGET:
+                if self._buffered():
                     self._loop.call_soon(self._read_ready)
+                break
+        if size:
+            app.data_received(bytes(view[:size]))
+            if self._state != _OPEN:
                 return
+        if exc is not None:
+            self._fatal(exc)
+        elif eof:
+            self._eof()
+        elif wants_write:
+            self._read_wants_write = True
+            self._set_reading(False)
+            self._set_writing(True)
+
+    def _buffered(self) -> bool:
+        """Whether OpenSSL holds bytes the poller cannot see: decrypted ones, and with
+        read-ahead also records read from the socket but not yet decrypted."""
+        if self._read_ahead is not None:
+            return self._read_ahead.has_pending(self._ssl_ptr)
+        return bool(self._sslobj.pending())
 
     def _eof(self) -> None:
         self._set_reading(False)
@@ -271,7 +297,7 @@ class TlsConnection(asyncio.Transport):
         self._read_paused = False
         if not self._read_wants_write:
             self._set_reading(True)
-            if self._sslobj.pending():
+            if self._buffered():
                 self._loop.call_soon(self._read_ready)
 
     def is_reading(self) -> bool:
