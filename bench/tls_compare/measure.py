@@ -266,6 +266,7 @@ def chain_change(
             raise MeasureError(f"poller: {first}")
         if first.get("fp") == new_fp:
             raise MeasureError("the new leaf was served before the change")
+        server.prepare_chain_change(tenant, chain_pem, key_pem)
         started_ns = time.time_ns()
         change = server.apply_chain_change(tenant, chain_pem, key_pem)
         seen = read_event(poller)

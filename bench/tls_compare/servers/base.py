@@ -115,6 +115,11 @@ class Server(abc.ABC):
         """The last lines of the server's log, for error messages (optional)."""
         return ""
 
+    def prepare_chain_change(self, tenant: Tenant, chain_pem: bytes, key_pem: bytes) -> None:
+        """Untimed: what the operator has in hand before the change starts (a PKCS#12 file
+        to upload, an open admin connection). Nothing by default."""
+        return None
+
     @abc.abstractmethod
     def apply_chain_change(self, tenant: Tenant, chain_pem: bytes, key_pem: bytes) -> ChainChange:
         """Make the server serve a new chain for ``tenant`` (the way an operator would).

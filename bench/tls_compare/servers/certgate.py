@@ -126,6 +126,7 @@ class CertgateServer(Server):
         self.config = workdir / "certgate.yaml"
         self.accounts: dict[str, str] = {}
         self.admin: _AdminSide | None = None
+        self._p12: bytes | None = None
 
     @classmethod
     def available(cls) -> str | None:
@@ -191,8 +192,9 @@ class CertgateServer(Server):
             raise ServerError(f"certgate is not running; see {self.workdir / 'certgate.log'}")
         return [self.proc.pid]
 
-    def apply_chain_change(self, tenant: Tenant, chain_pem: bytes, key_pem: bytes) -> ChainChange:
-        """Import the chain as PKCS#12 through the store API and bind it (durable)."""
+    def prepare_chain_change(self, tenant: Tenant, chain_pem: bytes, key_pem: bytes) -> None:
+        """See :class:`Server`: the PKCS#12 file an admin uploads, and the admin service's
+        open store (a running admin API holds one)."""
         certs = x509.load_pem_x509_certificates(chain_pem)
         key = serialization.load_pem_private_key(key_pem, None)
         # Encrypted as `openssl pkcs12 -export` does by default (PBES2/AES-256, 2048 PBKDF2
@@ -200,11 +202,18 @@ class CertgateServer(Server):
         encryption = (serialization.PrivateFormat.PKCS12.encryption_builder()
                       .kdf_rounds(2048).key_cert_algorithm(pkcs12.PBES.PBESv2SHA256AndAES256CBC)
                       .hmac_hash(hashes.SHA256()).build(PASSWORD))
-        p12 = pkcs12.serialize_key_and_certificates(
+        self._p12 = pkcs12.serialize_key_and_certificates(
             b"bench", key, certs[0], certs[1:], encryption)  # type: ignore[arg-type]
         if self.admin is None:
             self.admin = _AdminSide(self.data / "certgate.sqlite",
                                     read_master_key(self.data / "master.key"))
+
+    def apply_chain_change(self, tenant: Tenant, chain_pem: bytes, key_pem: bytes) -> ChainChange:
+        """Import the prepared PKCS#12 through the store API and bind it (durable)."""
+        if self.admin is None or self._p12 is None:
+            self.prepare_chain_change(tenant, chain_pem, key_pem)
+        assert self.admin is not None and self._p12 is not None
+        p12, self._p12 = self._p12, None
         started = time.perf_counter()
         self.admin.run(self.admin.change(self.accounts[tenant.name], p12))
         return ChainChange(method="CertStore.import_chain(bind=True): PKCS#12, all rules, "
