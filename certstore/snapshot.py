@@ -144,6 +144,18 @@ class Snapshot:
                         return chain
         return None
 
+    def selected(self, account_id: str, now: float | None = None) -> list[ServedChain]:
+        """The chains serving an account's names right now (each once)."""
+        ts = time.time() if now is None else now
+        _domains, keys = self._by_account.get(account_id, (frozenset(), ()))
+        seen: dict[str, ServedChain] = {}
+        for is_wild, name in keys:
+            for chain in (self._wild if is_wild else self._exact).get(name, ()):
+                if chain.valid_at(ts):
+                    seen.setdefault(chain.chain_id, chain)
+                    break
+        return list(seen.values())
+
     def chains(self) -> list[ServedChain]:
         """Every chain that serves at least one name (each once)."""
         seen: dict[str, ServedChain] = {}

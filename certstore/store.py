@@ -163,7 +163,7 @@ class CertStore(TrustStore, AccessStore, PkiOps):
             await w.insert_account(account)
             for domain in names:
                 await w.insert_domain(account.id, domain)
-            chain_id = await self._insert_chain(w, account.id, signing)
+            chain_id = (await self._insert_chain(w, account.id, signing)).id
             await w.set_signing(account.id, chain_id)
             await w.change("account.created", account.id, account.id)
         return account
@@ -240,12 +240,12 @@ class CertStore(TrustStore, AccessStore, PkiOps):
             for existing in await w.chains(account_id):
                 if existing.fingerprint_sha256 == new.leaf.fingerprint_sha256:
                     raise Conflict(f"this certificate is already stored as chain {existing.id}")
-            chain_id = await self._insert_chain(w, account_id, new)
+            chain = await self._insert_chain(w, account_id, new)
             if bind:
                 for domain in sorted(bound_domains(new.dns_names, current.domains)):
-                    await w.set_binding(account_id, domain, chain_id)
-            await w.change("chain.imported", account_id, chain_id)
-        return await self.get_chain(chain_id)
+                    await w.set_binding(account_id, domain, chain.id)
+            await w.change("chain.imported", account_id, chain.id)
+        return chain
 
     async def generate_chain(self, account_id: str, *, purpose: str, domain: str | None = None,
                              key_type: str = "ecdsa-p256") -> Chain:
@@ -274,11 +274,11 @@ class CertStore(TrustStore, AccessStore, PkiOps):
             if new.purpose == "tls" and not set(new.dns_names) <= set(current.domains):
                 raise InvalidName("the domain was removed from the account meanwhile",
                                   names=new.dns_names)
-            chain_id = await self._insert_chain(w, account_id, new)
+            chain = await self._insert_chain(w, account_id, new)
             if new.purpose == "signing":
-                await w.set_signing(account_id, chain_id)
-            await w.change("chain.generated", account_id, chain_id)
-        return await self.get_chain(chain_id)
+                await w.set_signing(account_id, chain.id)
+            await w.change("chain.generated", account_id, chain.id)
+        return chain
 
     async def list_chains(self, account_id: str) -> list[Chain]:
         """An account's chains (public data only)."""
@@ -382,7 +382,8 @@ class CertStore(TrustStore, AccessStore, PkiOps):
                                        purpose=purpose, domain=domain, common_name=common_name,
                                        key_type=key_type, now=self._clock())
 
-    async def _insert_chain(self, w: Writer, account_id: str, new: NewChain) -> str:
+    async def _insert_chain(self, w: Writer, account_id: str, new: NewChain) -> Chain:
+        """Insert and return the chain (as a read would: no query after the commit)."""
         chain_id = new_id("chn")
         leaf = new.leaf
         chain = Chain(id=chain_id, account_id=account_id, purpose=new.purpose,
@@ -393,7 +394,7 @@ class CertStore(TrustStore, AccessStore, PkiOps):
                       created_at=self._clock())
         sealed = self._sealer.seal(new.key_der, aad=record_aad("chain", chain_id, account_id))
         await w.insert_chain(chain, sealed)
-        return chain_id
+        return chain
 
 
 def _served(chain: Chain, sealed: bytes) -> ServedChain:

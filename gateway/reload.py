@@ -25,6 +25,8 @@ from gateway.tls.selector import SnapshotRef
 log = logging.getLogger("certgate.reload")
 BATCH = 1000
 FULL_POLL_S = 1.0
+RECHECK_S = (0.0005, 0.002, 0.01)
+"""Delays of the feed re-reads after a file event that showed no new change."""
 
 
 class Follower:
@@ -43,6 +45,7 @@ class Follower:
         self._on_accounts_changed = on_accounts_changed
         self._on_reload = on_reload
         self._wake = asyncio.Event()
+        self._files_changed = False
         self._applied = asyncio.Condition()
         self._unwatch = store.watch(self._wake.set)
 
@@ -69,24 +72,41 @@ class Follower:
         if watch is not None:
             loop.add_reader(watch.fileno(), self._on_files_changed, watch)
         wait_s = FULL_POLL_S if watch is not None else self._poll_s
+        rechecks, rechecking = 0, False
         try:
             while True:
                 current = self._store.file_signature()
                 now = loop.time()
+                timeout_s, armed = wait_s, False
                 if self._wake.is_set() or current != signature or now - last_full > FULL_POLL_S:
                     self._wake.clear()
+                    # A file event, or (polling) changed file sizes or times.
+                    event = self._files_changed or current != signature
+                    self._files_changed = False
+                    if event:
+                        rechecks = 0  # a new file event starts its own series of rechecks
                     signature, last_full = current, now
+                    applied = 0
                     try:
-                        await self.catch_up()
+                        applied = await self.catch_up()
                     except Exception:
                         log.exception("reading the change feed failed; retrying")
+                    # SQLite writes the WAL, then publishes the commit in shared memory,
+                    # which raises no file event: a read right after the write can miss the
+                    # commit it announces. Look again shortly, a few times.
+                    if (event or rechecking) and not applied and rechecks < len(RECHECK_S):
+                        timeout_s, armed = RECHECK_S[rechecks], True
+                        rechecks += 1
+                    rechecking = False
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
                 # that races with the event being set, and shutdown would then hang.
                 try:
-                    async with asyncio.timeout(wait_s):
+                    async with asyncio.timeout(timeout_s):
                         await self._wake.wait()
                 except TimeoutError:
-                    pass
+                    if armed:
+                        rechecking = True
+                        self._wake.set()
         finally:
             self._unwatch()
             if watch is not None:
@@ -95,6 +115,7 @@ class Follower:
 
     def _on_files_changed(self, watch: DirectoryWatch) -> None:
         if watch.drain():
+            self._files_changed = True
             self._wake.set()
 
     async def catch_up(self) -> int:

@@ -77,4 +77,10 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX audit_by_account ON audit(account_id, seq);
     """,
+    # v3: the follower reads an account's bindings on every change, and a vendor's customers
+    # are listed per request: both searched, not scanned, at 10,000 accounts.
+    """
+    CREATE INDEX tls_bindings_by_account ON tls_bindings(account_id);
+    CREATE INDEX accounts_by_parent ON accounts(parent_id);
+    """,
 )

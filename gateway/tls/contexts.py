@@ -84,6 +84,9 @@ def base_context(policy: TlsPolicy, alpn: tuple[str, ...], *,
     return ctx
 
 
+_Key = tuple[str, tuple[str, ...]]  # chain id, ALPN list
+
+
 class ContextCache:
     """Per-chain contexts, built on first use, least recently used dropped past ``limit``.
 
@@ -93,7 +96,10 @@ class ContextCache:
     def __init__(self, open_key: Callable[[ServedChain], bytes], limit: int) -> None:
         self._open_key = open_key
         self._limit = limit
-        self._items: OrderedDict[tuple[str, tuple[str, ...]], ChainContext] = OrderedDict()
+        self._items: OrderedDict[_Key, ChainContext] = OrderedDict()
+        # account -> its cached keys: a change drops its account's contexts without
+        # walking the whole cache (10,000 entries take milliseconds to walk).
+        self._by_account: dict[str, set[_Key]] = {}
 
     def get(self, served: ServedChain, alpn: tuple[str, ...]) -> ChainContext:
         """The context for ``served`` (built now if not cached)."""
@@ -104,16 +110,32 @@ class ContextCache:
             return ctx
         ctx = chain_context(served, self._open_key(served), alpn)
         self._items[key] = ctx
+        self._by_account.setdefault(served.account_id, set()).add(key)
         if len(self._items) > self._limit:
-            self._items.popitem(last=False)
+            old_key, old = self._items.popitem(last=False)
+            self._forget(old.served.account_id, old_key)
         return ctx
 
-    def drop_accounts(self, account_ids: set[str]) -> int:
-        """Forget the contexts of these accounts' chains; returns how many were dropped."""
-        stale = [k for k, v in self._items.items() if v.served.account_id in account_ids]
-        for key in stale:
-            del self._items[key]
-        return len(stale)
+    def _forget(self, account_id: str, key: _Key) -> None:
+        keys = self._by_account.get(account_id)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._by_account[account_id]
+
+    def drop_accounts(self, account_ids: set[str]) -> dict[str, set[tuple[str, ...]]]:
+        """Forget the contexts of these accounts' chains; returns, per account that had any,
+        the ALPN lists they were built for (what the caller may rebuild at once)."""
+        dropped: dict[str, set[tuple[str, ...]]] = {}
+        for account_id in account_ids:
+            for key in self._by_account.pop(account_id, ()):
+                self._items.pop(key, None)
+                dropped.setdefault(account_id, set()).add(key[1])
+        return dropped
+
+    def holds(self, chain_id: str) -> bool:
+        """Whether a context for this chain is built (for any ALPN list)."""
+        return any(key[0] == chain_id for key in self._items)
 
     def __len__(self) -> int:
         return len(self._items)

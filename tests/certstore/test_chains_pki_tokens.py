@@ -166,6 +166,9 @@ async def test_import_with_bind_serves_the_new_chain_at_once(store: CertStore,
                       not_after=dt.datetime.now(dt.UTC) + dt.timedelta(days=30))
     start = await store.last_seq()
     chain = await store.import_chain(acc.id, p12(short, b"pw"), b"pw", bind=True)
+    # built from what was inserted (no read after the commit), and equal to a read
+    assert await store.get_chain(chain.id) == chain
+    assert await store.get_chain(generated.id) == generated
     assert (await store.pki(acc.id)).binding_map() == {"a.com": chain.id}
     snap = await store.snapshot()
     assert snap.select("a.com").chain_id == chain.id != generated.id  # type: ignore[union-attr]

@@ -145,3 +145,15 @@ def test_select_matches_brute_force_reference(spec: list[tuple[list[str], int]],
                     data.draw(st.sampled_from([c.chain_id for c in chains]))}
     snap = Snapshot.build([entry("a", domains, *chains, bindings=bindings)], seq=1)
     assert snap.select(name, now=NOW) == _reference(chains, frozenset(domains), name, bindings)
+
+
+def test_selected_lists_the_chains_serving_an_account_now() -> None:
+    exact = chain("exact", "a", "print.acme.com")
+    wild = chain("wild", "a", "*.acme.com", "acme.com")
+    loser = chain("loser", "a", "acme.com", expires_in=DAY)  # expires first: never chosen
+    expired = chain("expired", "b", "b.com", expires_in=-1.0)
+    snap = Snapshot.build([entry("a", {"acme.com", "print.acme.com"}, exact, wild, loser),
+                           entry("b", {"b.com"}, expired)], seq=1)
+    assert sorted(c.chain_id for c in snap.selected("a")) == ["exact", "wild"]
+    assert snap.selected("b") == []  # only valid chains are served
+    assert snap.selected("nobody") == []

@@ -161,3 +161,39 @@ async def test_change_made_by_another_process_is_served(tmp_path: Path,
         out, _ = await proc.communicate()
         assert proc.returncode == 0
         await _wait_for(port, "acme.test", json.loads(out)["fingerprint_sha256"])
+
+
+async def test_another_process_commit_is_followed_without_polling(
+        tmp_path: Path, store: CertStore) -> None:
+    # A 10 s poll interval: only the inotify wake-up can serve the change this fast (the
+    # follower's own safety net reads the feed once a second).
+    acc = await store.create_account(name="Acme", kind="customer", domains=["acme.test"])
+    async with upstream_server() as up, running_gateway(
+            tmp_path, [_listener(up)], store_poll_interval_s=10) as gw:
+        port = gw.listeners["web"].port
+        await asyncio.sleep(0.1)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        chain = await store.generate_chain(acc.id, purpose="tls", domain="acme.test")
+        while gw.ref.snapshot.seq < await store.last_seq():
+            await asyncio.sleep(0.005)
+        assert loop.time() - started < 0.5
+        assert fingerprint(await handshake(port, "acme.test")) == chain.fingerprint_sha256
+
+
+async def test_a_replaced_chain_in_use_is_built_before_the_next_handshake(
+        tmp_path: Path, store: CertStore, intermediate_ca: Issued) -> None:
+    acc = await store.create_account(name="Acme", kind="customer", domains=["acme.test"])
+    first = await store.generate_chain(acc.id, purpose="tls", domain="acme.test")
+    async with upstream_server() as up, running_gateway(tmp_path, [_listener(up)]) as gw:
+        port = gw.listeners["web"].port
+        assert fingerprint(await handshake(port, "acme.test")) == first.fingerprint_sha256
+        assert gw.cache.holds(first.id)
+        leaf = make_leaf(intermediate_ca, dns=["acme.test"],
+                         not_after=dt.datetime.now(dt.UTC) + dt.timedelta(days=30))
+        imported = await store.import_chain(acc.id, p12(leaf, b"pw"), b"pw", bind=True)
+        while gw.ref.snapshot.seq < await store.last_seq():
+            await asyncio.sleep(0.005)
+        # built with the swap, before any client asked for it; the old one is gone
+        assert gw.cache.holds(imported.id) and not gw.cache.holds(first.id)
+        assert fingerprint(await handshake(port, "acme.test")) == imported.fingerprint_sha256

@@ -127,3 +127,17 @@ async def test_failed_operations_leave_the_store_exactly_as_it_was(
     with pytest.raises(InvalidCertificate):
         await store.import_trusted_cas(b.id, b"nonsense")
     assert dump() == before
+
+
+async def test_per_account_reads_search_indexes(store: CertStore, tmp_path: Path) -> None:
+    # The follower reads these for every change; a scan would grow with the tenant count.
+    queries = [
+        "SELECT account_id, domain, chain_id FROM tls_bindings WHERE account_id IN (?)",
+        "SELECT id FROM accounts WHERE parent_id = ?",
+        "SELECT id FROM chains WHERE purpose = 'tls' AND account_id IN (?)",
+        "SELECT json_group_array(name) FROM domains WHERE domains.account_id = ?",
+    ]
+    with _db(tmp_path) as conn:
+        for sql in queries:
+            plan = " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", ("x",)))
+            assert "SEARCH" in plan and "SCAN" not in plan, (sql, plan)
