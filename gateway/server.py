@@ -35,9 +35,9 @@ from gateway.reload import Follower
 from gateway.tls.contexts import ChainContext, ContextCache, chain_context
 from gateway.tls.selector import SnapshotRef
 
-WARM_ACCOUNTS = 8
+WARM_ACCOUNTS = 4
 """Changed accounts whose contexts are rebuilt at once (more: built on demand)."""
-WARM_CHAINS = 4
+WARM_CHAINS = 2
 """Chains per changed account rebuilt at once."""
 log = logging.getLogger("certgate")
 DEFAULT_NAME = "default.certgate.invalid"  # RFC 2606 .invalid: never a tenant's name
