@@ -214,13 +214,39 @@ class TlsConnection(asyncio.Transport):
                 return
         if self._read_paused or self._state != _OPEN:
             return
+        sslobj = self._sslobj
+        try:
+            data = sslobj.read(_FULL_RECORD)
+        except _WantRead:
+            return
+        except _WantWrite:
+            self._wants_write()
+            return
+        except _CleanEof:
+            data = b""
+        except (OSError, ValueError) as e:
+            self._fatal(e)
+            return
+        if not data:
+            self._eof()
+            return
+        if len(data) < _FULL_RECORD and not self._buffered():
+            # A short record (a request, not a bulk upload): the socket is most likely
+            # drained, and if not the (level-triggered) poller says so. Not reading again
+            # saves the "want read" exception that read would raise.
+            app.data_received(data)
+            return
+        self._read_bulk(app, data)
+
+    def _read_bulk(self, app: asyncio.Protocol, first: bytes) -> None:
         # Records are decrypted into one shared buffer and handed over together: a bulk
         # upload then costs the protocol (parser, upstream write) one call per 256 KiB, not
         # one per 16 KiB record. The loop is single-threaded and the bytes are copied out
         # before the protocol runs, so sharing the buffer is safe.
-        sslobj, view, size = self._sslobj, _READ_VIEW, 0
+        sslobj, view, size = self._sslobj, _READ_VIEW, len(first)
+        view[:size] = first
         eof, exc, wants_write = False, None, False
-        while True:
+        while size + _FULL_RECORD <= READ_BUDGET:
             try:
                 n = sslobj.read(_FULL_RECORD, view[size:size + _FULL_RECORD])
             except _WantRead:
@@ -239,26 +265,25 @@ class TlsConnection(asyncio.Transport):
                 break
             size += n
             if n < _FULL_RECORD and not self._buffered():
-                # A short record (a request, not a bulk upload): the socket is most likely
-                # drained, and if not the (level-triggered) poller says so. Not reading
-                # again saves the "want read" exception that read would raise.
                 break
-            if size + _FULL_RECORD > READ_BUDGET:
-                if self._buffered():
-                    self._loop.call_soon(self._read_ready)
-                break
-        if size:
-            app.data_received(bytes(view[:size]))
-            if self._state != _OPEN:
-                return
+        else:
+            if self._buffered():  # the budget is spent, OpenSSL still holds records
+                self._loop.call_soon(self._read_ready)
+        app.data_received(bytes(view[:size]))
+        if self._state != _OPEN:
+            return
         if exc is not None:
             self._fatal(exc)
         elif eof:
             self._eof()
         elif wants_write:
-            self._read_wants_write = True
-            self._set_reading(False)
-            self._set_writing(True)
+            self._wants_write()
+
+    def _wants_write(self) -> None:
+        # Reading needs to send first (a TLS 1.3 key update answered on a full socket).
+        self._read_wants_write = True
+        self._set_reading(False)
+        self._set_writing(True)
 
     def _buffered(self) -> bool:
         """Whether OpenSSL holds bytes the poller cannot see: decrypted ones, and with
