@@ -8,6 +8,7 @@ import gc
 import hashlib
 import socket
 import ssl
+import subprocess
 import time
 from pathlib import Path
 
@@ -152,3 +153,38 @@ async def test_records_queued_behind_a_short_one_are_read(tmp_path: Path) -> Non
     assert response.count(b"HTTP/1.1 200") == 5
     for i in range(5):
         assert b'"path": "/r%d"' % i in response
+
+
+def _s_client_with_key_update(port: int) -> str:
+    """openssl s_client: a request, a TLS 1.3 KeyUpdate asking for the server's, a second
+    request on the same connection (s_client's interactive "K" command)."""
+    proc = subprocess.Popen(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_3", "-crlf"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdin is not None
+    try:
+        for line, pause in (("GET /one HTTP/1.1\nHost: 127.0.0.1\n", 0.5), ("K", 0.5),
+                            ("GET /two HTTP/1.1\nHost: 127.0.0.1\nConnection: close\n", 1.0)):
+            proc.stdin.write(line + "\n")
+            proc.stdin.flush()
+            time.sleep(pause)
+        proc.stdin.close()  # end of input: s_client closes the connection
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        proc.wait(20)
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    return out
+
+
+async def test_a_key_update_mid_connection_is_answered(tmp_path: Path) -> None:
+    # Reading the client's KeyUpdate makes OpenSSL write the server's own inside SSL_read:
+    # the transport's read path must let it, and the connection must carry on.
+    await init_store(tmp_path)
+    async with upstream_server() as up, running_gateway(tmp_path, [_listener(up)]) as gw:
+        out = await asyncio.to_thread(_s_client_with_key_update, gw.listeners["web"].port)
+    assert "KEYUPDATE" in out, out
+    assert '"path": "/one"' in out and '"path": "/two"' in out, out
