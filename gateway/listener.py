@@ -176,7 +176,7 @@ class Listener:
             conn: dict[str, Any] = {}  # filled after the handshake, read per request
             return ProxyProtocol(self._settings, self._pool,
                                  lambda t: self._connection_context(t, conn),
-                                 lambda record: self._on_request(record, conn))
+                                 lambda record: self._on_request(record, conn), self._loop)
         host, _, port = (self.config.upstream or "").rpartition(":")
         return _TcpApp(self, host=host, port=int(port),
                        connect_timeout_s=self.config.upstream_connect_timeout_s)

@@ -83,12 +83,14 @@ class ProxyProtocol(asyncio.Protocol):
         pool: UpstreamPool,
         context_factory: Callable[[asyncio.Transport], ConnectionContext],
         on_request: Callable[[RequestRecord], None],
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.settings = settings
         self.pool = pool
         self._context_factory = context_factory
         self._on_request = on_request
-        self.loop = asyncio.get_running_loop()
+        # Passed by the listener: get_running_loop() costs a getpid() system call.
+        self.loop = loop or asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.context: ConnectionContext | None = None
         # Built on the first bytes (see _start): a connection that never sends a request
