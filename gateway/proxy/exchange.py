@@ -54,13 +54,13 @@ class Exchange(ExchangeState):
         proto = self.proto
         self.started = proto.loop.time()
         proto.set_timer(T_STREAM)
-        scan = http.scan_request_headers(self.headers)
-        if self.http10:
-            scan.expect = None  # RFC 9110 section 10.1.1: ignored in HTTP/1.0 requests
+        scan = proto.request_scan(self.headers)
+        # RFC 9110 section 10.1.1: Expect is ignored in HTTP/1.0 requests.
+        expect = None if self.http10 else scan.expect
         self.req_chunked = scan.transfer_encoding is not None
         has_body = self.req_chunked or scan.content_length not in (None, b"0")
-        self.expect_pending = scan.expect is not None and has_body
-        route = self._resolve(scan)
+        self.expect_pending = expect is not None and has_body
+        route = self._resolve(scan, expect)
         if route is None:
             return
         self._upstream = route.upstream
@@ -85,9 +85,9 @@ class Exchange(ExchangeState):
             self._retry_ok = True
             self._attach(conn)
 
-    def _resolve(self, scan: http.HeaderScan) -> Route | None:
+    def _resolve(self, scan: http.HeaderScan, expect: bytes | None) -> Route | None:
         """The route for a valid request; otherwise answer with an error and return None."""
-        status = self._check_host(scan) or request.framing_error(self.method, scan)
+        status = self._check_host(scan) or request.framing_error(self.method, scan, expect)
         route = None
         if not status:
             target = request.origin_form(self.target)
@@ -210,7 +210,7 @@ class Exchange(ExchangeState):
         self.upstream_keep_alive = keep_alive
         self.resp_started = True
         proto.set_timer(T_STREAM)
-        scan = http.scan_response_headers(headers)
+        scan = proto.response_scan(headers)
         te_field, self.resp_chunked, until_close, close = response.framing(
             self.method, status, scan, http10=self.http10
         )

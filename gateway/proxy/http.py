@@ -7,6 +7,7 @@ distinct Host value (see `protocol.py`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from http import HTTPStatus
 from urllib.parse import unquote_to_bytes
 
@@ -65,6 +66,7 @@ class HeaderScan:
     """Result of filtering one message's header fields.
 
     `block` holds the fields to forward, already serialized (`Name: value\\r\\n` each).
+    Never modified once built: `ScanMemo` shares one scan between messages.
     """
 
     __slots__ = (
@@ -85,6 +87,30 @@ class HeaderScan:
         self.content_length: bytes | None = None
         self.content_type: bytes | None = None
         self.expect: bytes | None = None
+
+
+class ScanMemo:
+    """One connection's last header list and its scan.
+
+    A kept-alive connection nearly always repeats its fields verbatim (a client its
+    request fields, an upstream its response fields but for ``Date`` once a second), so one
+    list comparison, done in C, usually replaces filtering the fields one by one. Scans
+    are shared between messages: nothing modifies a `HeaderScan` once it is built.
+    """
+
+    __slots__ = ("_headers", "_scan", "_scanner")
+
+    def __init__(self, scanner: Callable[[list[tuple[bytes, bytes]]], HeaderScan]) -> None:
+        self._scanner = scanner
+        self._headers: list[tuple[bytes, bytes]] | None = None
+        self._scan = HeaderScan()
+
+    def __call__(self, headers: list[tuple[bytes, bytes]]) -> HeaderScan:
+        """The scan of ``headers``, as ``scanner`` makes it."""
+        if headers != self._headers:
+            self._scan = self._scanner(headers)
+            self._headers = headers
+        return self._scan
 
 
 def scan_request_headers(headers: list[tuple[bytes, bytes]]) -> HeaderScan:

@@ -34,6 +34,9 @@ from gateway.proxy.upstream import UpstreamPool
 
 __all__ = ["ConnectionContext", "ProxyProtocol"]
 
+# Stands in until a connection's first bytes (see _start): no exchange exists before.
+_NO_MEMO = http.ScanMemo(http.scan_request_headers)
+
 logger = logging.getLogger(__name__)
 
 _HEAD, _BODY, _END = range(3)
@@ -72,6 +75,8 @@ class ProxyProtocol(asyncio.Protocol):
         "hosts",
         "loop",
         "pool",
+        "request_scan",
+        "response_scan",
         "settings",
         "transport",
         "write_paused",
@@ -106,6 +111,8 @@ class ProxyProtocol(asyncio.Protocol):
         self._read_pause = 0
         self.write_paused = self.draining = self._closing = False
         self.hosts: HostCache | None = None
+        # Built with the parser (see _start); used by the exchange.
+        self.request_scan = self.response_scan = _NO_MEMO
         self._timer = Deadline(self.loop, self._on_timer)
         self._timer_kind = T_IDLE
         s = settings
@@ -136,6 +143,8 @@ class ProxyProtocol(asyncio.Protocol):
         self.context = context
         scheme = "https" if transport.get_extra_info("sslcontext") is not None else "http"
         self.hosts = HostCache(context, scheme)
+        self.request_scan = http.ScanMemo(http.scan_request_headers)
+        self.response_scan = http.ScanMemo(http.scan_response_headers)
         self._parser = HttpRequestParser(self)
         return self._parser
 

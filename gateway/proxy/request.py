@@ -8,14 +8,17 @@ from gateway.proxy import http
 from gateway.proxy.settings import Route
 
 
-def framing_error(method: bytes, scan: http.HeaderScan) -> int:
-    """The error status for a request the proxy cannot forward as framed, else 0."""
+def framing_error(method: bytes, scan: http.HeaderScan, expect: bytes | None) -> int:
+    """The error status for a request the proxy cannot forward as framed, else 0.
+
+    ``expect`` is the request's Expect value, None when absent or ignored (HTTP/1.0).
+    """
     if method == b"CONNECT":
         return 405  # a reverse proxy offers no tunnels
     te = scan.transfer_encoding
     if te is not None and te.strip().lower() != b"chunked":
         return 501  # RFC 9112 section 6.1: a transfer coding we do not implement
-    if scan.expect is not None and scan.expect.strip().lower() != b"100-continue":
+    if expect is not None and expect.strip().lower() != b"100-continue":
         return 417  # RFC 9110 section 10.1.1
     return 0
 

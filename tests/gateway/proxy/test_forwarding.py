@@ -288,6 +288,24 @@ async def test_http10_keep_alive_is_kept(upstream: FakeUpstream, start_proxy: St
     assert (first.status, second.status) == (200, 200)
 
 
+async def test_http10_expect_is_ignored_without_changing_the_next_requests(
+    upstream: FakeUpstream, start_proxy: StartProxy
+) -> None:
+    # The same fields, once in HTTP/1.0 (Expect ignored, RFC 9110 section 10.1.1) and once
+    # in HTTP/1.1 (an expectation the proxy cannot meet: 417). Both requests share one
+    # header scan on this connection, so ignoring it must not change the scan.
+    proxy = await start_proxy(settings_for(upstream.port))
+    client = await Client.open(proxy.port)
+    fields = b"Host: proxy.test\r\nConnection: keep-alive\r\nExpect: something-else\r\n\r\n"
+    await client.send(b"GET /x HTTP/1.0\r\n" + fields)
+    old = await client.read_response()
+    await client.send(b"GET /x HTTP/1.1\r\n" + fields)
+    new = await client.read_response()
+    await client.close()
+    assert (old.status, new.status) == (200, 417)
+    assert len(upstream.requests) == 1
+
+
 async def test_head_204_304_carry_no_body(upstream: FakeUpstream, start_proxy: StartProxy) -> None:
     proxy = await start_proxy(settings_for(upstream.port))
     client = await Client.open(proxy.port)

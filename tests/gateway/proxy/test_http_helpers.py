@@ -36,6 +36,19 @@ def test_response_scan_collects_transfer_encoding() -> None:
     assert scan.block == b'ETag: "x"\r\n'
 
 
+def test_scan_memo_reuses_the_scan_of_an_identical_list_only() -> None:
+    memo = http.ScanMemo(http.scan_request_headers)
+    fields = [(b"Host", b"a.example"), (b"Accept", b"*/*")]
+    first = memo(fields)
+    again = memo(list(fields))  # a new list with equal fields: the next request's
+    other = memo([(b"Host", b"b.example"), (b"Accept", b"*/*")])
+    assert again is first
+    assert other is not first and other.host == b"b.example"
+    assert memo(fields).host == b"a.example"  # not the previous-but-one list's scan
+    fresh = http.scan_request_headers(fields)
+    assert (first.block, first.host, first.host_count) == (fresh.block, fresh.host, 1)
+
+
 @pytest.mark.parametrize(
     ("value", "host"),
     [
