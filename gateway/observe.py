@@ -4,6 +4,10 @@ Both sit on the hot path, so neither does more per event than it must: the acces
 one ``json.dumps`` and a buffered write (no ``logging`` records, the timestamp string is
 reused within a second), and request/handshake/byte counts are plain integer additions
 that a collector turns into Prometheus metrics only when ``/metrics`` is scraped.
+
+With ``--workers N`` each worker counts its own connections; ``Metrics.state`` is what a
+worker publishes for its siblings (see ``gateway.workershare``) and the collector adds the
+siblings' states to its own, so any worker answers a scrape for all of them.
 """
 
 from __future__ import annotations
@@ -14,9 +18,9 @@ import time
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from typing import TextIO
+from typing import Any, TextIO
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -81,6 +85,23 @@ class LatencyHistogram:
         counts[bisect_left(self.bounds, seconds)] += 1
         self.sums[listener] += seconds
 
+    def merged(self, others: list[dict[str, Any]]) -> LatencyHistogram:
+        """This histogram plus others given as `state()`s (buckets must match)."""
+        total = LatencyHistogram(self.bounds)
+        for state in [self.state(), *others]:
+            for listener, entry in state.items():
+                counts = total.counts.setdefault(listener, [0] * (len(self.bounds) + 1))
+                if len(entry["counts"]) == len(counts):
+                    total.counts[listener] = [a + b for a, b in zip(counts, entry["counts"],
+                                                                     strict=True)]
+                    total.sums[listener] += entry["sum"]
+        return total
+
+    def state(self) -> dict[str, Any]:
+        """The counts and sums as JSON-able data."""
+        return {listener: {"counts": list(counts), "sum": self.sums[listener]}
+                for listener, counts in list(self.counts.items())}
+
     def family(self, name: str, doc: str) -> HistogramMetricFamily:
         """The metric family, buckets made cumulative."""
         family = HistogramMetricFamily(name, doc, labels=["listener"])
@@ -93,36 +114,61 @@ class LatencyHistogram:
         return family
 
 
+_COUNTERS = (
+    ("handshakes", "certgate_handshakes", "TLS handshakes by result", ["listener", "result"]),
+    ("requests", "certgate_requests", "Proxied requests by status", ["listener", "status"]),
+    ("bytes", "certgate_bytes", "Body bytes by direction", ["listener", "direction"]),
+    ("ipp_operations", "certgate_ipp_operations", "IPP operations by name and IPP status",
+     ["listener", "operation", "status"]),
+)
+
+
+def _summed(parts: list[list[list[Any]]]) -> dict[tuple[str, ...], int]:
+    """Counter rows (``[[label, ...], value]``) of several workers, added up by labels."""
+    total: dict[tuple[str, ...], int] = defaultdict(int)
+    for rows in parts:
+        for labels, value in rows:
+            total[tuple(str(part) for part in labels)] += int(value)
+    return total
+
+
 class _Counts(Collector):
-    """Exports the plain-integer counters and live gauges at scrape time."""
+    """Exports the plain-integer counters and live gauges at scrape time, this worker's
+    added to its siblings' latest published states."""
 
     def __init__(self, metrics: Metrics) -> None:
         self._m = metrics
 
     def collect(self) -> Iterator[Metric]:
         m = self._m
-        for name, doc, labels, counts in (
-            ("certgate_handshakes", "TLS handshakes by result", ["listener", "result"],
-             m.handshakes),
-            ("certgate_requests", "Proxied requests by status", ["listener", "status"],
-             m.requests),
-            ("certgate_bytes", "Body bytes by direction", ["listener", "direction"], m.bytes),
-            ("certgate_ipp_operations", "IPP operations by name and IPP status",
-             ["listener", "operation", "status"], m.ipp_operations),
-        ):
+        own = m.state()
+        siblings = m.siblings()
+        everyone = [own, *(state for state, _fresh in siblings)]
+        # Gauges describe the present: a worker that stopped publishing has none.
+        live = [own, *(state for state, fresh in siblings if fresh)]
+        for key, name, doc, labels in _COUNTERS:
             family = CounterMetricFamily(name, doc, labels=labels)
-            for key, value in list(counts.items()):
-                family.add_metric([str(part) for part in key], value)
+            for label_values, value in _summed([s.get(key, []) for s in everyone]).items():
+                family.add_metric(list(label_values), value)
             yield family
-        yield m.upstream_latency.family("certgate_upstream_latency_seconds",
-                                        "Upstream time to response head")
+        yield CounterMetricFamily("certgate_reloads", "Snapshot swaps after store changes",
+                                  value=sum(int(s.get("reloads", 0)) for s in everyone))
+        yield m.upstream_latency.merged(
+            [s.get("latency", {}) for s in everyone[1:]]
+        ).family("certgate_upstream_latency_seconds", "Upstream time to response head")
         active = GaugeMetricFamily("certgate_active_connections", "Open client connections",
                                    labels=["listener"])
-        for listener, count in m.active().items():
+        by_listener: dict[str, int] = defaultdict(int)
+        for state in live:
+            for listener, count in state.get("active", {}).items():
+                by_listener[listener] += int(count)
+        for listener, count in by_listener.items():
             active.add_metric([listener], count)
         yield active
         yield GaugeMetricFamily("certgate_context_cache_size",
-                                "Per-chain TLS contexts in memory", value=m.context_cache())
+                                "Per-chain TLS contexts in memory",
+                                value=sum(int(s.get("context_cache", 0)) for s in live))
+        # Every worker serves the same snapshot: the expiry gauges are this worker's alone.
         expiry = GaugeMetricFamily("certgate_chain_expiry_seconds",
                                    "Seconds until a served chain expires",
                                    labels=["chain_id", "account_id"])
@@ -136,23 +182,36 @@ class Metrics:
     """The gateway's metrics, in their own registry (served on the admin listener).
 
     Hot-path counters are ``defaultdict(int)`` keyed by label values; ``active`` and
-    ``context_cache`` are read from the running gateway when scraped.
+    ``context_cache`` are read from the running gateway when scraped. ``siblings`` returns
+    the other workers' published states, each with whether it is fresh (see
+    ``gateway.workershare``); a single process has none.
     """
 
     def __init__(self, snapshot: Callable[[], Snapshot], *,
                  active: Callable[[], dict[str, int]] = dict,
-                 context_cache: Callable[[], int] = lambda: 0) -> None:
+                 context_cache: Callable[[], int] = lambda: 0,
+                 siblings: Callable[[], list[tuple[dict[str, Any], bool]]] = list) -> None:
         self.snapshot = snapshot
         self.active = active
         self.context_cache = context_cache
+        self.siblings = siblings
         self.handshakes: Counts = defaultdict(int)
         self.requests: Counts = defaultdict(int)
         self.bytes: Counts = defaultdict(int)
         self.ipp_operations: Counts = defaultdict(int)
+        self.reloads = 0
         self.registry = CollectorRegistry()
         self.upstream_latency = LatencyHistogram()
-        self.reloads = Counter("certgate_reloads_total", "Snapshot swaps after store changes",
-                               registry=self.registry)
         self.registry.register(_Counts(self))
 
-
+    def state(self) -> dict[str, Any]:
+        """This worker's counters and gauges as JSON-able data (what siblings read)."""
+        state: dict[str, Any] = {
+            key: [[list(labels), value] for labels, value in list(getattr(self, key).items())]
+            for key, _name, _doc, _labels in _COUNTERS
+        }
+        state["reloads"] = self.reloads
+        state["latency"] = self.upstream_latency.state()
+        state["active"] = self.active()
+        state["context_cache"] = self.context_cache()
+        return state

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from certstore.errors import NotFound
 from certstore.persistence.keyfile import read_master_key
-from certstore.snapshot import ServedChain
+from certstore.snapshot import ServedChain, Snapshot
 from certstore.store import CertStore
 from gateway.admin.app import SERVER_LOG, create_app
 from gateway.config import Config, ListenerConfig, load_config
@@ -34,6 +34,7 @@ from gateway.observe import AccessLog, Metrics
 from gateway.reload import Follower
 from gateway.tls.contexts import ChainContext, ContextCache, chain_context
 from gateway.tls.selector import SnapshotRef
+from gateway.workershare import PUBLISH_S, WorkerShare
 
 WARM_ACCOUNTS = 4
 """Changed accounts whose contexts are rebuilt at once (more: built on demand)."""
@@ -61,8 +62,11 @@ class Gateway:
         self.store = store
         self.ref = SnapshotRef(snapshot=None)  # type: ignore[arg-type]  # set in start()
         self.cache = ContextCache(store.open_key, config.context_cache_size)
+        # With --workers N, the siblings' published metrics (see gateway.workershare).
+        self._share = WorkerShare.from_environment()
         self.metrics = Metrics(lambda: self.ref.snapshot, active=self._active,
-                               context_cache=lambda: len(self.cache))
+                               context_cache=lambda: len(self.cache),
+                               siblings=self._share.siblings if self._share else list)
         self.access_log = AccessLog(enabled=config.access_log)
         self.listeners: dict[str, Listener] = {}
         self._reuse_port = reuse_port
@@ -99,13 +103,15 @@ class Gateway:
         follower = Follower(self.store, self.ref, poll_s=self.config.store_poll_interval_s,
                             watch_dir=self.config.database_path.parent,
                             on_accounts_changed=self._changed,
-                            on_reload=lambda _s: self.metrics.reloads.inc())
+                            on_reload=self._count_reload)
         self._follower = follower
         self._follower_task = asyncio.create_task(follower.run(), name="certgate-follower")
         for cfg in self.config.listeners:
             await self._start_listener(cfg)
         if self.config.admin is not None:
             await self._start_admin()
+        if self._share is not None:
+            self.spawn(self._publish_metrics(self._share))
         # What start-up built (modules, the snapshot) lives as long as the process: keep it
         # out of the collector's scans, which otherwise walk it again and again while
         # connections churn short-lived objects.
@@ -120,6 +126,14 @@ class Gateway:
         if self._follower is None:
             return True
         return await self._follower.wait_applied(await self.store.last_seq(), timeout_s)
+
+    def _count_reload(self, _snapshot: Snapshot) -> None:
+        self.metrics.reloads += 1
+
+    async def _publish_metrics(self, share: WorkerShare) -> None:
+        while True:
+            share.publish(self.metrics.state())
+            await asyncio.sleep(PUBLISH_S)
 
     def _changed(self, account_ids: set[str]) -> None:
         dropped = self.cache.drop_accounts(account_ids)
@@ -257,6 +271,8 @@ class Gateway:
         if self._admin is not None:
             await self._admin.cleanup()
             self._admin = None
+        if self._share is not None and self.ref.snapshot is not None:
+            self._share.publish(self.metrics.state())  # this worker's final counts
         self.access_log.flush()
         await self.store.close()
 

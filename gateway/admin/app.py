@@ -51,7 +51,7 @@ async def healthz(call: Call) -> web.Response:
 
 
 async def metrics(call: Call) -> web.Response:
-    """Prometheus exposition of this process's metrics."""
+    """Prometheus exposition of the gateway's metrics (every worker's, see workershare)."""
     body = generate_latest(call.request.app[METRICS_KEY].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

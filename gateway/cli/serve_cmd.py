@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from types import FrameType
 
 import click
@@ -17,6 +19,7 @@ from gateway.cli.common import CliState, fail
 from gateway.config import find_config
 from gateway.errors import GatewayError
 from gateway.server import serve
+from gateway.workershare import ENV as WORKER_DIR_ENV
 
 
 def _run_one(state: CliState) -> None:
@@ -41,7 +44,17 @@ def _run_workers(state: CliState, workers: int) -> None:
     if state.config_path:
         argv += ["--config", state.config_path]
     argv += ["serve", "--workers", "1"]
-    children = [subprocess.Popen(argv) for _ in range(workers)]
+    # Where the workers publish their metrics for each other (gateway.workershare).
+    share_dir = tempfile.mkdtemp(prefix="certgate-workers-")
+    env = {**os.environ, WORKER_DIR_ENV: share_dir}
+    try:
+        _supervise([subprocess.Popen(argv, env=env) for _ in range(workers)])
+    finally:
+        shutil.rmtree(share_dir, ignore_errors=True)
+
+
+def _supervise(children: list[subprocess.Popen[bytes]]) -> None:
+    """Forward SIGTERM/SIGINT/SIGHUP to the workers and wait for all of them."""
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         for child in children:

@@ -18,6 +18,7 @@ import pytest
 import yaml
 from aiohttp import web
 
+from gateway.workershare import PUBLISH_S
 from tests.gateway.harness import fingerprint, handshake, upstream_server
 
 CLI = [sys.executable, "-m", "gateway.cli"]
@@ -88,6 +89,27 @@ async def _get(port: int, path: str) -> bytes:
     return data
 
 
+async def _scrape(tmp: Path, admin: int) -> str:
+    """GET /metrics from the admin listener, verified against the built-in CA."""
+    ctx = ssl.create_default_context(cadata=_run(tmp, "ca", "show"))
+    ctx.check_hostname = False  # the admin chain names localhost and its bind IP
+    reader, writer = await asyncio.open_connection("127.0.0.1", admin, ssl=ctx)
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    metrics = (await reader.read()).decode()
+    writer.close()
+    assert metrics.startswith("HTTP/1.1 200"), metrics[:200]
+    return metrics
+
+
+def _handshakes_completed(metrics: str, listener: str) -> int:
+    """certgate_handshakes_total of ``listener`` summed over the results of completed
+    handshakes (a port probe that closes at once counts as "failed")."""
+    return sum(int(float(line.rsplit(" ", 1)[1])) for line in metrics.splitlines()
+               if line.startswith("certgate_handshakes_total{")
+               and f'listener="{listener}"' in line
+               and any(f'result="{r}"' in line for r in ("ok", "unknown_sni", "no_sni")))
+
+
 async def test_sigterm_finishes_in_flight_request_and_exits_0(
         tmp_path: Path, tenant: str, slow_upstream: int) -> None:
     port, admin = _free_port(), _free_port()
@@ -121,12 +143,7 @@ async def test_sighup_reloads_listeners_and_admin_serves_metrics(
         proc.send_signal(signal.SIGHUP)
         await asyncio.to_thread(_wait_port, port2)
         assert (await _get(port2, "/")).endswith(b"done")
-        ctx = ssl.create_default_context(cadata=_run(tmp_path, "ca", "show"))
-        ctx.check_hostname = False  # the admin chain names localhost and its bind IP
-        reader, writer = await asyncio.open_connection("127.0.0.1", admin, ssl=ctx)
-        writer.write(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        metrics = (await reader.read()).decode()
-        writer.close()
+        metrics = await _scrape(tmp_path, admin)
         assert 'certgate_requests_total{listener="web2",status="200"} 1.0' in metrics
         assert "certgate_handshakes_total" in metrics
         # a broken config on SIGHUP keeps the running one
@@ -155,17 +172,31 @@ async def test_workers_share_the_port_and_all_follow_the_store(
         want = chain["fingerprint_sha256"]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 5
+        made = 1
         while fingerprint(await handshake(port, "a.test")) != want:
             assert loop.time() < deadline
+            made += 1
         # every new connection (spread over both workers by the kernel) gets the new chain
         got = {fingerprint(await handshake(port, "a.test")) for _ in range(30)}
         assert got == {want}
+        made += 30
         children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
                                   text=True).stdout.split()
         assert len(children) == 2
+        environ = Path(f"/proc/{children[0]}/environ").read_bytes().split(b"\0")
+        [share_dir] = [Path(os.fsdecode(v.split(b"=", 1)[1])) for v in environ
+                       if v.startswith(b"CERTGATE_WORKER_DIR=")]
+        # Each worker counted its own share of the handshakes; any worker's scrape (the
+        # kernel spreads the scrapes too) reports all of them once both have published.
+        await asyncio.sleep(PUBLISH_S * 1.5)
+        for _ in range(6):
+            assert _handshakes_completed(await _scrape(tmp_path, admin), "web") == made
+        assert sorted(p.name for p in share_dir.iterdir()) == sorted(f"{c}.json"
+                                                                     for c in children)
     finally:
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 20) == 0
+    assert not share_dir.exists()  # the parent removed it
 
 
 async def test_bad_config_fails_at_start_naming_the_key(tmp_path: Path) -> None:
