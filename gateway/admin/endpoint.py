@@ -134,12 +134,22 @@ async def authenticate(request: web.Request, store: CertStore) -> Caller:
                            "(create a key with 'certgate apikey create')", invalid=False)
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
+        _refused(request, "credentials that are not a bearer key")
         raise unauthorized("use the Bearer scheme: 'Authorization: Bearer KEY'", invalid=True)
     key = await store.authenticate(secret.strip())
     if key is None:
+        _refused(request, "an unknown or revoked API key")
         raise unauthorized("the API key is not valid (unknown or revoked)", invalid=True)
     visible = await store.visible_accounts(key)
     return Caller(key=key, visible=None if visible is None else frozenset(visible))
+
+
+def _refused(request: web.Request, what: str) -> None:
+    """A log line per refused credential, for the operator's alerting (fail2ban and the
+    like). Not an audit record: those are database rows, and anyone can send bad keys. The
+    secret itself is never logged."""
+    log.warning("admin: refused %s from %s for %s %s", what, request.remote, request.method,
+                request.path)
 
 
 def _query(request: web.Request, model: type[BaseModel]) -> BaseModel:

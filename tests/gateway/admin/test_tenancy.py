@@ -3,6 +3,7 @@ no key or a bad key answers 401, and nothing of the other tenant changes."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -194,6 +195,24 @@ async def test_unscoped_routes_show_only_visible_accounts(admin: AdminEnv, world
         assert records and {r["account_id"] for r in records} <= visible
         for other in (world.b_vendor.account, world.b_customer.account):
             (await api.get(f"/api/v1/audit?account_id={other}")).problem(404, "not-found")
+
+
+async def test_a_refused_key_is_logged_without_its_secret(
+        admin: AdminEnv, world: World, caplog: pytest.LogCaptureFixture) -> None:
+    revoked_id, revoked = await admin.new_key("operator", None)
+    await admin.gateway.store.revoke_api_key(revoked_id)
+    api = admin.api.as_key(None)
+    with caplog.at_level(logging.WARNING, logger="certgate.admin"):
+        for value in (f"Bearer {revoked}", "Bearer cgk_made-up", "Basic dXNlcjpwdw=="):
+            (await api.call("GET", ACCOUNTS, headers={"Authorization": value})).problem(
+                401, "unauthorized")
+        (await api.get(ACCOUNTS)).problem(401, "unauthorized")  # no key: not an attempt
+    refusals = [r.getMessage() for r in caplog.records if "admin: refused" in r.getMessage()]
+    assert len(refusals) == 3
+    assert all(f"from 127.0.0.1 for GET {ACCOUNTS}" in line for line in refusals)
+    assert sum("unknown or revoked" in line for line in refusals) == 2
+    for secret in (revoked, "cgk_made-up", "dXNlcjpwdw=="):
+        assert secret not in caplog.text
 
 
 async def test_every_protected_route_needs_a_valid_key(admin: AdminEnv, world: World) -> None:
