@@ -15,6 +15,8 @@ from gateway.observe import Metrics
 from gateway.workershare import STALE_S, WorkerShare
 
 EMPTY = Snapshot.build([], seq=0)
+OK = 'certgate_handshakes_total{listener="web",result="ok"}'
+ACTIVE = 'certgate_active_connections{listener="web"}'
 
 
 def _worker(share_dir: Path, name: str, *, active: int, contexts: int) -> tuple[Metrics,
@@ -47,7 +49,7 @@ def test_a_scrape_adds_the_siblings_counters_and_gauges(tmp_path: Path) -> None:
     share_a.publish(a.state())
     share_b.publish(b.state())
     for scraped in (a, b):  # whichever worker the kernel gives the scrape to
-        assert _value(scraped, 'certgate_handshakes_total{listener="web",result="ok"}') == 10
+        assert _value(scraped, OK) == 10
         assert _value(scraped,
                       'certgate_handshakes_total{listener="web",result="unknown_sni"}') == 1
         assert _value(scraped, 'certgate_requests_total{listener="web",status="200"}') == 11
@@ -56,7 +58,7 @@ def test_a_scrape_adds_the_siblings_counters_and_gauges(tmp_path: Path) -> None:
         assert _value(scraped,
                       'certgate_upstream_latency_seconds_bucket{le="0.025",listener="web"}') == 1
         assert _value(scraped, "certgate_reloads_total") == 2
-        assert _value(scraped, 'certgate_active_connections{listener="web"}') == 5
+        assert _value(scraped, ACTIVE) == 5
         assert _value(scraped, "certgate_context_cache_size") == 12
 
 
@@ -67,10 +69,10 @@ def test_own_counts_are_live_and_siblings_are_as_last_published(tmp_path: Path) 
     share_b.publish(b.state())
     b.handshakes[("web", "ok")] += 100  # not yet published
     a.handshakes[("web", "ok")] += 2  # a's own: counted at once, unpublished
-    assert _value(a, 'certgate_handshakes_total{listener="web",result="ok"}') == 3
-    assert _value(b, 'certgate_handshakes_total{listener="web",result="ok"}') == 101
+    assert _value(a, OK) == 3
+    assert _value(b, OK) == 101
     share_a.publish(a.state())
-    assert _value(b, 'certgate_handshakes_total{listener="web",result="ok"}') == 103
+    assert _value(b, OK) == 103
 
 
 def test_a_silent_sibling_keeps_its_counters_but_not_its_gauges(tmp_path: Path) -> None:
@@ -78,11 +80,11 @@ def test_a_silent_sibling_keeps_its_counters_but_not_its_gauges(tmp_path: Path) 
     b, share_b = _worker(tmp_path, "b", active=4, contexts=9)
     b.handshakes[("web", "ok")] += 5
     share_b.publish(b.state())
-    assert _value(a, 'certgate_active_connections{listener="web"}') == 5
+    assert _value(a, ACTIVE) == 5
     old = time.time() - STALE_S - 1
     os.utime(tmp_path / "b.json", (old, old))  # b stopped publishing (it exited)
-    assert _value(a, 'certgate_handshakes_total{listener="web",result="ok"}') == 5
-    assert _value(a, 'certgate_active_connections{listener="web"}') == 1
+    assert _value(a, OK) == 5
+    assert _value(a, ACTIVE) == 1
     assert _value(a, "certgate_context_cache_size") == 1
 
 
@@ -91,7 +93,7 @@ def test_unreadable_sibling_files_are_skipped(tmp_path: Path) -> None:
     a.handshakes[("web", "ok")] += 1
     (tmp_path / "broken.json").write_text('{"handshakes": [[["web", "ok"], ')
     (tmp_path / "list.json").write_text("[1, 2]")
-    assert _value(a, 'certgate_handshakes_total{listener="web",result="ok"}') == 1
+    assert _value(a, OK) == 1
 
 
 def test_publishing_into_a_missing_directory_warns_and_carries_on(
