@@ -86,6 +86,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="measure handshakes cold (default: one untimed handshake per tenant first)",
     )
+    p.add_argument(
+        "--no-interleave",
+        action="store_true",
+        help="one server at a time (default: all servers up at once, on --port, --port+1..., "
+        "each figure's repeats alternating between them)",
+    )
     p.add_argument("--port", type=int, default=18443)
     p.add_argument("--upstream-port", type=int, default=18080)
     p.add_argument(
@@ -139,6 +145,7 @@ def config_from(args: argparse.Namespace, argv: list[str]) -> RunConfig:
         server_cpus=args.server_cpus or None,
         loadgen_cpus=args.loadgen_cpus or None,
         upstream_cpus=args.upstream_cpus or None,
+        interleave=not args.no_interleave,
         port=args.port,
         upstream_port=args.upstream_port,
         ecdsa_key_pool=args.ecdsa_key_pool,

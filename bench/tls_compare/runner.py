@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ class RunConfig:
     startup_timeout: float = 600.0
     max_tls: str = "1.3"
     warmup: bool = True
+    interleave: bool = True
     results_path: Path = Path("bench/results/compare.json")
     command: str = ""
 
@@ -84,19 +85,21 @@ class Runner:
         self.results = Results(meta={}, servers=[])
         self.workdir = Path(".")
         self.rig: measure.Rig | None = None
+        self.binary = Path()
         self.upstream = Upstream("127.0.0.1", config.upstream_port)
 
     def run(self) -> Results:
         """Run everything; servers that cannot run here are reported, not fatal."""
         cfg = self.cfg
-        for port in (cfg.port, cfg.upstream_port):
+        ports = [cfg.port + i for i in range(len(cfg.servers))] if cfg.interleave else [cfg.port]
+        for port in (*ports, cfg.upstream_port):
             if not _port_free(port):
                 raise RuntimeError(f"port {port} is in use")
         self.workdir = cfg.workdir or Path(tempfile.mkdtemp(prefix="certgate-compare-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         log(f"work directory {self.workdir}")
         servers = self._servers()
-        binary = build(self.workdir)
+        binary = self.binary = build(self.workdir)
         upstream_proc = self._start_upstream(binary)
         try:
             self.rig = measure.Rig(
@@ -183,6 +186,9 @@ class Runner:
         for count in sorted(self.cfg.tenant_counts):
             tenants = full.subset(count)
             names = tenants.write_names(self.workdir / f"names-{key_type}-{count}.txt")
+            if self.cfg.interleave and len(servers) > 1:
+                self._interleaved(servers, tenants, names, count == largest)
+                continue
             for server in servers:
                 where = f"{key_type}/{count}"
                 try:
@@ -198,12 +204,124 @@ class Runner:
     ) -> None:
         """All measurements of one server on one tenant set."""
         assert self.rig is not None
-        rig, res = self.rig, self.results
-        key_type, count = tenants.key_type, len(tenants.tenants)
-        first_key = key_type == self.cfg.key_types[0]
-        tag = f"{server.name} {key_type} {count}"
-        kl, tl = _key_label(key_type), _label_tenants(count)
+        rig = self.rig
+        idle = self._bring_up(server, tenants, names, rig, largest)
+        hs = self._repeated(lambda: measure.handshakes(server, rig, names))
+        self._handshake_figures(server, tenants, hs)
+        if largest:
+            self._loaded_memory(server, tenants, idle)
+            if tenants.key_type == self.cfg.key_types[0]:
+                gets = self._repeated(lambda: measure.kept_alive_gets(server, rig, names))
+                self._get_figures(server, tenants, gets)
+                self._upload_figures(server, tenants, rig)
+                self._chain_changes(server, tenants, _label_tenants(len(tenants.tenants)),
+                                    self._tag(server, tenants), rig)
 
+    def _interleaved(
+        self, servers: list[Server], tenants: certs.TenantSet, names: Path, largest: bool
+    ) -> None:
+        """Every server up at once on its own port; the repeats of each throughput figure
+        alternate between servers (A, B, C, A, B, C...), so a machine that gets slower or
+        faster during the run (other VMs on the host) moves every server's figures alike
+        instead of biasing the ratios. Idle servers wait on the same pinned CPU and cost
+        nothing measurable."""
+        cfg = self.cfg
+        up: list[tuple[Server, measure.Rig, Any]] = []
+
+        def failed(server: Server, where: str, exc: Exception) -> None:
+            log(f"{server.name} {where}: FAILED: {exc}")
+            self.results.error(server.name, where, f"{type(exc).__name__}: {exc}")
+            server.stop()
+            up[:] = [entry for entry in up if entry[0] is not server]
+
+        where = f"{tenants.key_type}/{len(tenants.tenants)}"
+        rigs = [self._rig_for(cfg.port + index) for index in range(len(servers))]
+        broken: set[Server] = set()
+        try:
+            if largest:
+                # Start-up is timed with no other server up, as in a sequential run; each
+                # server is then started again, untimed, for the rest.
+                for server, rig in zip(servers, rigs, strict=True):
+                    try:
+                        self._bring_up(server, tenants, names, rig, True, warm=False)
+                    except Exception as exc:  # one failure must not end the run
+                        failed(server, where, exc)
+                        broken.add(server)
+                    server.stop()
+            for server, rig in zip(servers, rigs, strict=True):
+                if server in broken:
+                    continue
+                try:
+                    up.append((server, rig, self._bring_up(server, tenants, names, rig, False)))
+                except Exception as exc:  # one failure must not end the run
+                    failed(server, where, exc)
+            for server, hs in self._alternating(up, lambda srv, rig: measure.handshakes(
+                    srv, rig, names), where, failed).items():
+                self._handshake_figures(server, tenants, hs)
+            if not largest:
+                return
+            for server, _rig, idle in up:
+                self._loaded_memory(server, tenants, idle)
+            if tenants.key_type != cfg.key_types[0]:
+                return
+            for server, gets in self._alternating(up, lambda srv, rig: measure.kept_alive_gets(
+                    srv, rig, names), where, failed).items():
+                self._get_figures(server, tenants, gets)
+            # One server after the other, each stopped when done: an nginx reload with
+            # 10,000 server blocks keeps CPU 1 busy for a while, and must not land in the
+            # next server's chain-change window.
+            for server, rig, _idle in list(up):
+                try:
+                    self._upload_figures(server, tenants, rig)
+                    self._chain_changes(server, tenants, _label_tenants(len(tenants.tenants)),
+                                        self._tag(server, tenants), rig)
+                except Exception as exc:
+                    failed(server, where, exc)
+                server.stop()
+        finally:
+            for server in servers:
+                server.stop()
+
+    def _alternating(
+        self,
+        up: list[tuple[Server, measure.Rig, Any]],
+        run: Callable[[Server, measure.Rig], dict[str, Any]],
+        where: str,
+        failed: Callable[[Server, str, Exception], None],
+    ) -> dict[Server, dict[str, Any]]:
+        """``repeats`` rounds of ``run`` over the servers that are up; each server's run of
+        median CPU rate."""
+        runs: dict[Server, list[dict[str, Any]]] = {server: [] for server, _, _ in up}
+        for _ in range(self.cfg.repeats):
+            for server, rig, _idle in list(up):
+                try:
+                    runs[server].append(run(server, rig))
+                except Exception as exc:
+                    failed(server, where, exc)
+                    runs.pop(server, None)
+        return {server: self._median_run(r) for server, r in runs.items() if r}
+
+    def _rig_for(self, port: int) -> measure.Rig:
+        """The rig, aimed at another port."""
+        assert self.rig is not None
+        loadgen = Loadgen(self.binary, self.cfg.loadgen_cpus, f"127.0.0.1:{port}",
+                          self.cfg.max_tls)
+        return replace(self.rig, loadgen=loadgen, port=port)
+
+    @staticmethod
+    def _tag(server: Server, tenants: certs.TenantSet) -> str:
+        return f"{server.name} {tenants.key_type} {len(tenants.tenants)}"
+
+    def _bring_up(
+        self, server: Server, tenants: certs.TenantSet, names: Path, rig: measure.Rig,
+        largest: bool, *, warm: bool = True,
+    ) -> Any:
+        """Start ``server``, record its start-up figures (``largest``), warm it up
+        (``warm``); its idle memory."""
+        res = self.results
+        key_type, count = tenants.key_type, len(tenants.tenants)
+        tag = self._tag(server, tenants)
+        kl, tl = _key_label(key_type), _label_tenants(count)
         startup = measure.start_and_wait(server, tenants, rig, self.upstream)
         startup_cpu = cpu_seconds(server.pids())
         idle = memory(server.pids())
@@ -221,16 +339,23 @@ class Runner:
                 server.name,
                 startup_cpu,
             )
-
-        if rig.warmup:
-            warm = measure.warm_up(rig, names, count)
+        if rig.warmup and warm:
+            done = measure.warm_up(rig, names, count)
             log(
-                f"{tag}: warm-up, one handshake per tenant: {warm['ops']} in "
-                f"{warm['duration_s']:.1f} s, errors {warm['errors']}"
+                f"{tag}: warm-up, one handshake per tenant: {done['ops']} in "
+                f"{done['duration_s']:.1f} s, errors {done['errors']}"
             )
-        hs = self._repeated(lambda: measure.handshakes(server, rig, names))
+        return idle
+
+    def _handshake_figures(
+        self, server: Server, tenants: certs.TenantSet, hs: dict[str, Any]
+    ) -> None:
+        res = self.results
+        key_type, count = tenants.key_type, len(tenants.tenants)
+        kl, tl = _key_label(key_type), _label_tenants(count)
         log(
-            f"{tag}: {hs['per_wall_s']:,.0f} handshakes/s, {hs['per_cpu_s'] or 0:,.0f}/CPU-s "
+            f"{self._tag(server, tenants)}: {hs['per_wall_s']:,.0f} handshakes/s, "
+            f"{hs['per_cpu_s'] or 0:,.0f}/CPU-s "
             f"(server CPU {hs.get('server_cpu_util', 0):.0%}, errors {hs['errors']}, "
             f"other CPU {hs.get('other_cpu_s', 0):.2f} s)"
         )
@@ -252,8 +377,10 @@ class Runner:
             **details,
         )
 
-        if not largest:
-            return
+    def _loaded_memory(self, server: Server, tenants: certs.TenantSet, idle: Any) -> None:
+        res = self.results
+        key_type = tenants.key_type
+        kl, tl = _key_label(key_type), _label_tenants(len(tenants.tenants))
         loaded = memory(server.pids())
         res.add(
             f"rss/{key_type}",
@@ -272,19 +399,14 @@ class Runner:
             loaded.pss_mb,
             idle_pss_mb=idle.pss_mb,
         )
-        if first_key:
-            self._proxy_figures(server, tenants, names, kl, tl, tag)
-            self._chain_changes(server, tenants, tl, tag)
 
-    def _proxy_figures(
-        self, server: Server, tenants: certs.TenantSet, names: Path, kl: str, tl: str, tag: str
-    ) -> None:
-        assert self.rig is not None
+    def _get_figures(self, server: Server, tenants: certs.TenantSet,
+                     gets: dict[str, Any]) -> None:
         res = self.results
-        rig = self.rig
-        gets = self._repeated(lambda: measure.kept_alive_gets(server, rig, names))
+        kl, tl = _key_label(tenants.key_type), _label_tenants(len(tenants.tenants))
         log(
-            f"{tag}: {gets['per_wall_s']:,.0f} GETs/s, {gets['per_cpu_s'] or 0:,.0f}/CPU-s "
+            f"{self._tag(server, tenants)}: {gets['per_wall_s']:,.0f} GETs/s, "
+            f"{gets['per_cpu_s'] or 0:,.0f}/CPU-s "
             f"(server CPU {gets.get('server_cpu_util', 0):.0%}, "
             f"upstream CPU {gets['upstream_cpu_s']:.2f} s)"
         )
@@ -305,12 +427,17 @@ class Runner:
             gets["per_wall_s"],
             **details,
         )
+
+    def _upload_figures(self, server: Server, tenants: certs.TenantSet,
+                        rig: measure.Rig) -> None:
+        res = self.results
         uploads = []
         for _ in range(self.cfg.upload_repeats):
-            up = measure.upload(server, self.rig, tenants.tenants[0])
-            log(f"{tag}: upload {up['mb_per_s']:,.0f} MB/s (server CPU {up['server_cpu_s']:.2f} s)")
+            up = measure.upload(server, rig, tenants.tenants[0])
+            log(f"{self._tag(server, tenants)}: upload {up['mb_per_s']:,.0f} MB/s "
+                f"(server CPU {up['server_cpu_s']:.2f} s)")
             uploads.append(up)
-        mb = self.rig.upload_mb
+        mb = rig.upload_mb
         res.add(
             "upload",
             f"{mb} MB upload through the proxy, median of {len(uploads)}",
@@ -329,7 +456,11 @@ class Runner:
 
     def _repeated(self, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """Run a throughput measurement ``repeats`` times; the run of median CPU rate wins."""
-        runs = [run() for _ in range(self.cfg.repeats)]
+        return self._median_run([run() for _ in range(self.cfg.repeats)])
+
+    @staticmethod
+    def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+        """The run of median CPU rate, with every run's rates attached."""
         runs.sort(key=lambda r: float(r["per_cpu_s"] or 0))
         chosen = runs[len(runs) // 2]
         if len(runs) > 1:
@@ -337,11 +468,11 @@ class Runner:
             chosen["per_wall_s_runs"] = [round(r["per_wall_s"]) for r in runs]
         return chosen
 
-    def _chain_changes(self, server: Server, tenants: certs.TenantSet, tl: str, tag: str) -> None:
-        assert self.rig is not None
+    def _chain_changes(self, server: Server, tenants: certs.TenantSet, tl: str, tag: str,
+                       rig: measure.Rig) -> None:
         samples = []
         for tenant in measure.chain_change_tenants(tenants, self.cfg.chain_repeats):
-            sample = measure.chain_change(server, self.rig, tenants, tenant)
+            sample = measure.chain_change(server, rig, tenants, tenant)
             log(
                 f"{tag}: chain change of {tenant.name} served after {sample['ms']:,.1f} ms "
                 f"(command {sample['command_s']:.2f} s)"
