@@ -65,6 +65,31 @@ class WorkerShare:
             except (OSError, ValueError) as e:
                 log.debug("worker metrics %s skipped: %s", path, e)  # a worker gone
                 continue
-            if isinstance(state, dict):
-                out.append((state, age <= STALE_S))
+            if not _well_formed(state):
+                log.debug("worker metrics %s skipped: not a published state", path)
+                continue
+            out.append((state, age <= STALE_S))
         return out
+
+
+def _well_formed(state: object) -> bool:
+    """Whether ``state`` has the shape ``Metrics.state()`` publishes (a stray or damaged file
+    must not break the scrape that reads it)."""
+    if not isinstance(state, dict):
+        return False
+    for key in ("handshakes", "requests", "bytes", "ipp_operations"):
+        rows = state.get(key, [])
+        if not isinstance(rows, list) or not all(
+                isinstance(row, list) and len(row) == 2 and isinstance(row[0], list)
+                and isinstance(row[1], int) for row in rows):
+            return False
+    latency = state.get("latency", {})
+    if not isinstance(latency, dict) or not all(
+            isinstance(entry, dict) and isinstance(entry.get("counts"), list)
+            and all(isinstance(c, int) for c in entry["counts"])
+            and isinstance(entry.get("sum"), (int, float)) for entry in latency.values()):
+        return False
+    active = state.get("active", {})
+    return (isinstance(active, dict) and all(isinstance(v, int) for v in active.values())
+            and isinstance(state.get("reloads", 0), int)
+            and isinstance(state.get("context_cache", 0), int))

@@ -93,7 +93,11 @@ def test_unreadable_sibling_files_are_skipped(tmp_path: Path) -> None:
     a.handshakes[("web", "ok")] += 1
     (tmp_path / "broken.json").write_text('{"handshakes": [[["web", "ok"], ')
     (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "shape.json").write_text('{"handshakes": [["web", 3]], "active": {"web": "x"}}')
+    (tmp_path / "latency.json").write_text('{"latency": {"web": {"counts": "x", "sum": 1}}}')
     assert _value(a, OK) == 1
+    assert "certgate_upstream_latency_seconds_count" not in generate_latest(
+        a.registry).decode()  # the damaged latency file added nothing
 
 
 def test_publishing_into_a_missing_directory_warns_and_carries_on(
