@@ -109,7 +109,9 @@ class ScanMemo:
         """The scan of ``headers``, as ``scanner`` makes it."""
         if headers != self._headers:
             self._scan = self._scanner(headers)
-            self._headers = headers
+            # A copy: the parser appends a chunked body's trailer fields to the message's
+            # list after its head was scanned.
+            self._headers = headers.copy()
         return self._scan
 
 

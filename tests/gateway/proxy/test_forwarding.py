@@ -306,6 +306,25 @@ async def test_http10_expect_is_ignored_without_changing_the_next_requests(
     assert len(upstream.requests) == 1
 
 
+async def test_trailer_fields_do_not_leak_into_the_next_requests_checks(
+    upstream: FakeUpstream, start_proxy: StartProxy
+) -> None:
+    # The parser reports a chunked body's trailer fields like header fields. The next
+    # request carries the same fields as real headers, a second Host among them: it is
+    # still refused (exactly one Host, RFC 9112 section 3.2), not served from the scan of
+    # the first request's head.
+    proxy = await start_proxy(settings_for(upstream.port))
+    client = await Client.open(proxy.port)
+    head = b"POST /x HTTP/1.1\r\nHost: proxy.test\r\nTransfer-Encoding: chunked\r\n"
+    await client.send(head + b"\r\n3\r\nabc\r\n0\r\nHost: other.test\r\n\r\n")
+    first = await client.read_response("POST")
+    await client.send(head + b"Host: other.test\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+    second = await client.read_response("POST")
+    await client.close()
+    assert (first.status, second.status) == (200, 400)
+    assert len(upstream.requests) == 1
+
+
 async def test_head_204_304_carry_no_body(upstream: FakeUpstream, start_proxy: StartProxy) -> None:
     proxy = await start_proxy(settings_for(upstream.port))
     client = await Client.open(proxy.port)
