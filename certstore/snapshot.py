@@ -112,21 +112,30 @@ class Snapshot:
     def with_accounts(self, entries: Iterable[AccountEntry], *, seq: int,
                       removed: Iterable[str] = ()) -> Snapshot:
         """A new snapshot with these accounts' entries replaced and ``removed`` dropped."""
+        # Copying a dict that never had a key deleted is a block copy (~30 µs for 10,000
+        # names); one deletion forces an entry-by-entry copy, seven times slower, at every
+        # later change. So keys that are set again below are overwritten, not deleted:
+        # replacing a chain (the common change) deletes nothing.
         exact, wild = dict(self._exact), dict(self._wild)
         owners, by_account = dict(self._owners), dict(self._by_account)
-        entries = list(entries)
-        for account_id in [*removed, *(e.account_id for e in entries)]:
-            domains, keys = by_account.pop(account_id, (frozenset(), ()))
+        new = {entry.account_id: (entry, _account_keys(entry)) for entry in entries}
+        for account_id in [*removed, *new]:
+            domains, keys = by_account.get(account_id, (frozenset(), ()))
+            entry, grouped = new.get(account_id, (None, {}))
+            kept = entry.domains if entry is not None else frozenset()
+            if entry is None:
+                by_account.pop(account_id, None)
             for d in domains:
-                if owners.get(d) == account_id:
+                if d not in kept and owners.get(d) == account_id:
                     del owners[d]
-            for is_wild, name in keys:
-                target = wild if is_wild else exact
-                current = target.get(name)
+            for key in keys:
+                if key in grouped:
+                    continue
+                target = wild if key[0] else exact
+                current = target.get(key[1])
                 if current and current[0].account_id == account_id:
-                    del target[name]
-        for entry in entries:
-            grouped = _account_keys(entry)
+                    del target[key[1]]
+        for entry, grouped in new.values():
             for (is_wild, name), chains in grouped.items():
                 (wild if is_wild else exact)[name] = chains
             owners.update(dict.fromkeys(entry.domains, entry.account_id))

@@ -157,3 +157,45 @@ def test_selected_lists_the_chains_serving_an_account_now() -> None:
     assert sorted(c.chain_id for c in snap.selected("a")) == ["exact", "wild"]
     assert snap.selected("b") == []  # only valid chains are served
     assert snap.selected("nobody") == []
+
+
+ACCOUNT_PARENTS = {"A": "acme.com", "B": "globex.org", "C": "initech.net"}
+
+
+@st.composite
+def _account_state(draw: st.DrawFn, account: str, version: int) -> AccountEntry | None:
+    """A state of one account (None: deleted); its domains stay under its own parent, as
+    the store keeps one owner per domain."""
+    if draw(st.booleans()) and draw(st.booleans()):
+        return None
+    parent = ACCOUNT_PARENTS[account]
+    names = [parent, "*." + parent, *(f"{label}.{parent}" for label in ("a", "www", "print"))]
+    domains = draw(st.sets(st.sampled_from([n for n in names if not n.startswith("*")]),
+                           max_size=3))
+    chains = [chain(f"{account}{version}c{i}", account,
+                    *draw(st.lists(st.sampled_from(names), min_size=1, max_size=3, unique=True)),
+                    expires_in=draw(st.integers(min_value=-5, max_value=50)) * DAY)
+              for i in range(draw(st.integers(min_value=0, max_value=3)))]
+    return entry(account, domains, *chains)
+
+
+@settings(max_examples=200)
+@given(st.data())
+def test_incremental_updates_serve_what_a_fresh_build_serves(data: st.DataObject) -> None:
+    state: dict[str, AccountEntry | None] = {}
+    snap = Snapshot.empty()
+    for step in range(data.draw(st.integers(min_value=1, max_value=8))):
+        changed = data.draw(st.sets(st.sampled_from(sorted(ACCOUNT_PARENTS)), min_size=1))
+        for account in changed:
+            state[account] = data.draw(_account_state(account, step))
+        present = [e for a in changed if (e := state[a]) is not None]
+        snap = snap.with_accounts(present, removed=[a for a in changed if state[a] is None],
+                                  seq=step + 1)
+    fresh = Snapshot.build([e for e in state.values() if e is not None], seq=0)
+    for parent in ACCOUNT_PARENTS.values():
+        for name in (parent, f"a.{parent}", f"www.{parent}", f"print.{parent}",
+                     f"new.{parent}", f"x.y.{parent}"):
+            assert snap.select(name, now=NOW) == fresh.select(name, now=NOW), name
+            assert snap.owner(name) == fresh.owner(name), name
+    for account in ACCOUNT_PARENTS:
+        assert snap.selected(account, now=NOW) == fresh.selected(account, now=NOW)
