@@ -95,7 +95,8 @@ class ScanMemo:
     A kept-alive connection nearly always repeats its fields verbatim (a client its
     request fields, an upstream its response fields but for ``Date`` once a second), so one
     list comparison, done in C, usually replaces filtering the fields one by one. Scans
-    are shared between messages: nothing modifies a `HeaderScan` once it is built.
+    are shared between messages: nothing modifies a `HeaderScan` once it is built, nor
+    the header list of a message once its head is complete (trailer fields are dropped).
     """
 
     __slots__ = ("_headers", "_scan", "_scanner")
@@ -109,9 +110,7 @@ class ScanMemo:
         """The scan of ``headers``, as ``scanner`` makes it."""
         if headers != self._headers:
             self._scan = self._scanner(headers)
-            # A copy: the parser appends a chunked body's trailer fields to the message's
-            # list after its head was scanned.
-            self._headers = headers.copy()
+            self._headers = headers
         return self._scan
 
 

@@ -224,6 +224,8 @@ class ProxyProtocol(asyncio.Protocol):
         self._hdr_bytes += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:
+            return  # a chunked body's trailer field: dropped, the head's list stays as it was
         self._headers.append((name, value))
         self._hdr_bytes += len(name) + len(value) + 4
 

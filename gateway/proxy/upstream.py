@@ -202,7 +202,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
+        if self._in_head:  # trailer fields of a chunked body are dropped
+            self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._in_head = False
