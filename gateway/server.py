@@ -69,6 +69,7 @@ class Gateway:
                                siblings=self._share.siblings if self._share else list)
         self.access_log = AccessLog(enabled=config.access_log)
         self.listeners: dict[str, Listener] = {}
+        self._retiring: set[Listener] = set()  # replaced by a reload, still draining
         self._reuse_port = reuse_port
         self._follower_task: asyncio.Task[None] | None = None
         self._follower: Follower | None = None
@@ -107,7 +108,7 @@ class Gateway:
         self._follower = follower
         self._follower_task = asyncio.create_task(follower.run(), name="certgate-follower")
         for cfg in self.config.listeners:
-            await self._start_listener(cfg)
+            self.listeners[cfg.name] = await self._start_listener(cfg)
         if self.config.admin is not None:
             await self._start_admin()
         if self._share is not None:
@@ -170,8 +171,13 @@ class Gateway:
         served, key = self._generated_default
         return chain_context(served, key, alpn)
 
-    async def _start_listener(self, cfg: ListenerConfig) -> Listener:
-        index = list(self.config.listeners).index(cfg)
+    async def _start_listener(self, cfg: ListenerConfig,
+                              config: Config | None = None) -> Listener:
+        """Open and start one listener of ``config`` (the running one by default).
+
+        The listener is returned, not yet tracked: the caller decides when it replaces one.
+        """
+        index = list((config or self.config).listeners).index(cfg)
         default = await self._default_context(cfg, listener_alpn(cfg), index)
         listener = Listener(cfg, ref=self.ref, cache=self.cache, default=default,
                             metrics=self.metrics, access_log=self.access_log,
@@ -181,7 +187,6 @@ class Gateway:
         except OSError as e:
             raise ConfigError(f"listener {cfg.name!r} cannot bind {cfg.bind}: {e.strerror}",
                               key=f"listeners.{index}.bind") from e
-        self.listeners[cfg.name] = listener
         return listener
 
     async def _start_admin(self) -> None:
@@ -215,26 +220,45 @@ class Gateway:
         return int(self._admin_sock.getsockname()[1])
 
     async def reload_config(self, new: Config) -> None:
-        """Apply a re-read config: replace changed listeners, drop removed, start new."""
+        """Apply a re-read config: replace changed listeners, drop removed, start new.
+
+        All or nothing: every new or changed listener is started first (a changed one binds
+        beside its old socket with SO_REUSEPORT). If one cannot start (its port is taken,
+        say), those started for this reload are closed again, the running listeners and
+        config stay exactly as they were, and the error says why. Only then are the old
+        listeners retired; they stay tracked while they drain, so a later SIGTERM still
+        waits for their requests in flight.
+        """
         old = {c.name: c for c in self.config.listeners}
+        started: dict[str, Listener] = {}
+        try:
+            for cfg in new.listeners:
+                if old.get(cfg.name) != cfg:
+                    started[cfg.name] = await self._start_listener(cfg, new)
+        except BaseException:
+            for listener in started.values():
+                await listener.close()
+            raise
         self.config = new
-        for cfg in new.listeners:
-            if old.get(cfg.name) == cfg:
-                continue
-            previous = self.listeners.pop(cfg.name, None)
-            await self._start_listener(cfg)  # binds beside the old socket (SO_REUSEPORT)
+        for name, listener in started.items():
+            previous = self.listeners.get(name)
+            self.listeners[name] = listener
             if previous is not None:
-                previous.stop_accepting()
-                self.spawn(self._retire(previous))
+                self._retire(previous)
         for name in set(old) - {c.name for c in new.listeners}:
-            listener = self.listeners.pop(name)
-            listener.stop_accepting()
-            self.spawn(self._retire(listener))
+            self._retire(self.listeners.pop(name))
         log.info("configuration reloaded: %s", ", ".join(self.listeners) or "no listeners")
 
-    async def _retire(self, listener: Listener) -> None:
+    def _retire(self, listener: Listener) -> None:
+        """Stop accepting on ``listener`` and close it once its connections are done."""
+        listener.stop_accepting()
         listener.drain()
+        self._retiring.add(listener)
+        self.spawn(self._close_when_idle(listener))
+
+    async def _close_when_idle(self, listener: Listener) -> None:
         await self._wait_idle([listener], self.config.graceful_timeout_s)
+        self._retiring.discard(listener)
         await listener.close()
 
     @staticmethod
@@ -248,7 +272,7 @@ class Gateway:
 
     async def shutdown(self) -> None:
         """Stop accepting, let in-flight requests finish (bounded), close everything."""
-        listeners = list(self.listeners.values())
+        listeners = [*self.listeners.values(), *self._retiring]
         for listener in listeners:
             listener.stop_accepting()
             listener.drain()
@@ -265,9 +289,10 @@ class Gateway:
                 await self._follower_task
         for task in list(self._tasks):
             task.cancel()
-        for listener in list(self.listeners.values()):
+        for listener in [*self.listeners.values(), *self._retiring]:
             await listener.close()
         self.listeners.clear()
+        self._retiring.clear()
         if self._admin is not None:
             await self._admin.cleanup()
             self._admin = None
@@ -323,7 +348,7 @@ async def _reload_on_hup(gateway: Gateway, hup: asyncio.Event, path: Path | None
         try:
             await gateway.reload_config(load_config(path))
         except Exception as e:
-            log.error("configuration not reloaded: %s", e)
+            log.error("configuration not reloaded (the running listeners keep serving): %s", e)
 
 
 async def _await(fn: Callable[[], Awaitable[object]]) -> None:
