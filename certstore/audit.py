@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
-Role = Literal["operator", "vendor", "customer", "cli"]
+Role = Literal["operator", "vendor", "customer", "cli", "system"]
 ROLES = ("operator", "vendor", "customer")
 
 

@@ -18,13 +18,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from certstore.keys import KeyType, SigningKey, generate_key
+from certstore.lifecycle import SIGNING_VALIDITY, TLS_VALIDITY
 
 Purpose = Literal["tls", "signing"]
 ROOT_VALIDITY = dt.timedelta(days=20 * 365)
 ISSUING_VALIDITY = dt.timedelta(days=10 * 365)
-# CA/Browser Forum baseline requirements cap TLS leaves at 397 days.
-TLS_VALIDITY = dt.timedelta(days=397)
-SIGNING_VALIDITY = dt.timedelta(days=2 * 365)
 MAX_CN = 64
 # Backdate a little so a client whose clock lags does not see "not yet valid".
 _BACKDATE = dt.timedelta(minutes=5)
@@ -92,7 +90,8 @@ def create_ca(*, now: dt.datetime, key_type: KeyType = "rsa-3072",
 
 def issue_chain(ca: CertificateAuthority, *, purpose: Purpose, common_name: str,
                 dns_name: str | None, key_type: KeyType, now: dt.datetime,
-                ip_addresses: tuple[str, ...] = ()) -> IssuedChain:
+                ip_addresses: tuple[str, ...] = (),
+                validity: dt.timedelta | None = None) -> IssuedChain:
     """Generate a key and a leaf signed by the issuing CA.
 
     ``tls``: SAN = ``dns_name``, server-auth EKU. ``signing``: digital-signature key usage
@@ -108,7 +107,8 @@ def issue_chain(ca: CertificateAuthority, *, purpose: Purpose, common_name: str,
     else:
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     tls = purpose == "tls"
-    validity = TLS_VALIDITY if tls else SIGNING_VALIDITY
+    if validity is None:
+        validity = TLS_VALIDITY if tls else SIGNING_VALIDITY
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)

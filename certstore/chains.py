@@ -135,10 +135,12 @@ def prepare_import(*, data: bytes, password: bytes | None, domains: frozenset[st
 
 def prepare_generated(*, authority: builtin_ca.CertificateAuthority,
                       purpose: builtin_ca.Purpose, domain: str | None, common_name: str,
-                      key_type: KeyType, now: dt.datetime) -> NewChain:
+                      key_type: KeyType, now: dt.datetime,
+                      validity: dt.timedelta | None = None) -> NewChain:
     """Generate a chain with the built-in CA (CPU-heavy: call it off the event loop)."""
     issued = builtin_ca.issue_chain(authority, purpose=purpose, common_name=common_name,
-                                    dns_name=domain, key_type=key_type, now=now)
+                                    dns_name=domain, key_type=key_type, now=now,
+                                    validity=validity)
     leaf = describe(issued.certificates[0])
     return NewChain(purpose=purpose, origin="generated", key_type=key_type,
                     dns_names=(domain,) if domain else (), leaf=leaf,

@@ -28,6 +28,7 @@ from certstore.errors import (
     StoreSetupError,
 )
 from certstore.keys import KeyType, check_key_type, key_to_der
+from certstore.lifecycle import Lifetimes
 from certstore.model import (
     Account,
     Chain,
@@ -38,6 +39,7 @@ from certstore.model import (
 from certstore.names import bound_domains, normalize_domains
 from certstore.persistence.sqlite import Database, Writer
 from certstore.pki_ops import PkiOps
+from certstore.renewal import RenewalOps
 from certstore.sealing import Sealer, SealError, record_aad
 from certstore.snapshot import AccountEntry, ServedChain, Snapshot
 from certstore.trust import TrustStore
@@ -59,7 +61,7 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:24]}"
 
 
-class CertStore(TrustStore, AccessStore, PkiOps):
+class CertStore(TrustStore, AccessStore, PkiOps, RenewalOps):
     """An open store. Create with :meth:`open` (or :meth:`initialize`), then :meth:`close`."""
 
     def __init__(self, db: Database, sealer: Sealer, authority: CertificateAuthority, *,
@@ -68,6 +70,9 @@ class CertStore(TrustStore, AccessStore, PkiOps):
         self._sealer = sealer
         self._authority = authority
         self._token_issuer = token_issuer
+        # Lifetimes of generated chains and the renewal point: the config's `lifecycle:`
+        # section, set by whoever opened the store (the gateway, the CLI).
+        self.lifetimes = Lifetimes()
 
     def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback`` after every commit made through this store object (the
@@ -380,7 +385,8 @@ class CertStore(TrustStore, AccessStore, PkiOps):
                         key_type: KeyType) -> NewChain:
         return await asyncio.to_thread(prepare_generated, authority=self._authority,
                                        purpose=purpose, domain=domain, common_name=common_name,
-                                       key_type=key_type, now=self._clock())
+                                       key_type=key_type, now=self._clock(),
+                                       validity=self.lifetimes.validity(purpose))
 
     async def _insert_chain(self, w: Writer, account_id: str, new: NewChain) -> Chain:
         """Insert and return the chain (as a read would: no query after the commit)."""

@@ -14,8 +14,17 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
+from certstore.errors import InvalidInput
+from certstore.lifecycle import Lifetimes, parse_duration
 from gateway.errors import ConfigError
 
 ENV_CONFIG = "CERTGATE_CONFIG"
@@ -129,6 +138,56 @@ class CaConfig(_Model):
     key_type: Literal["rsa-2048", "rsa-3072", "rsa-4096", "ecdsa-p256", "ecdsa-p384"] = "rsa-3072"
 
 
+def _duration(value: str) -> str:
+    try:
+        parse_duration(value)
+    except InvalidInput as e:
+        raise ValueError(e.message) from None
+    return value
+
+
+Duration = Annotated[str, AfterValidator(_duration)]
+
+
+class LifecycleConfig(_Model):
+    """Lifetimes of generated chains, automatic renewal, and expiry notices."""
+
+    tls_validity: Duration = "90d"
+    signing_validity: Duration = "365d"
+    renew_fraction: float = 0.33
+    check_interval: Duration = "1m"
+    expiring_within: Duration = "30d"
+    webhook_url: str | None = None
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=300)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook(cls, v: str | None) -> str | None:
+        if v is not None:
+            parts = urlsplit(v)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"webhook_url must be an http:// or https:// URL, got {v!r}")
+        return v
+
+    def model_post_init(self, context: object, /) -> None:
+        try:
+            self.lifetimes()
+        except InvalidInput as e:
+            raise ValueError(e.message) from None
+
+    def lifetimes(self) -> Lifetimes:
+        """The store's view of these settings."""
+        return Lifetimes(tls_validity=parse_duration(self.tls_validity),
+                         signing_validity=parse_duration(self.signing_validity),
+                         renew_fraction=self.renew_fraction,
+                         expiring_within=parse_duration(self.expiring_within))
+
+    @property
+    def check_interval_s(self) -> float:
+        """Seconds between two looks of the running gateway."""
+        return parse_duration(self.check_interval).total_seconds()
+
+
 class Config(_Model):
     """The whole configuration."""
 
@@ -143,6 +202,7 @@ class Config(_Model):
     access_log: bool = True
     store_poll_interval_s: float = Field(default=0.02, gt=0, le=10)
     graceful_timeout_s: float = Field(default=30.0, gt=0)
+    lifecycle: LifecycleConfig = LifecycleConfig()
 
     @property
     def master_key_path(self) -> Path:

@@ -120,6 +120,8 @@ _COUNTERS = (
     ("bytes", "certgate_bytes", "Body bytes by direction", ["listener", "direction"]),
     ("ipp_operations", "certgate_ipp_operations", "IPP operations by name and IPP status",
      ["listener", "operation", "status"]),
+    ("lifecycle", "certgate_lifecycle_events",
+     "Automatic renewals and expiry notices by outcome", ["event", "result"]),
 )
 
 
@@ -176,6 +178,12 @@ class _Counts(Collector):
         for chain in m.snapshot().chains():
             expiry.add_metric([chain.chain_id, chain.account_id], chain.not_after_ts - now)
         yield expiry
+        # Counted from the store by this worker's lifecycle task: the same for every worker.
+        statuses = GaugeMetricFamily("certgate_chains", "Chains by expiry status",
+                                     labels=["status"])
+        for status, count in m.chain_status.items():
+            statuses.add_metric([status], count)
+        yield statuses
 
 
 class Metrics:
@@ -199,6 +207,9 @@ class Metrics:
         self.requests: Counts = defaultdict(int)
         self.bytes: Counts = defaultdict(int)
         self.ipp_operations: Counts = defaultdict(int)
+        # ("renewal" | "notice", "ok" | "failed") -> count, see gateway.lifecycle
+        self.lifecycle: Counts = defaultdict(int)
+        self.chain_status: dict[str, int] = {}
         self.reloads = 0
         self.registry = CollectorRegistry()
         self.upstream_latency = LatencyHistogram()

@@ -29,6 +29,7 @@ from certstore.store import CertStore
 from gateway.admin.app import SERVER_LOG, create_app
 from gateway.config import Config, ListenerConfig, load_config
 from gateway.errors import ConfigError
+from gateway.lifecycle import Lifecycle
 from gateway.listener import Listener, listener_alpn, open_socket
 from gateway.observe import AccessLog, Metrics
 from gateway.reload import Follower
@@ -77,6 +78,7 @@ class Gateway:
         self._admin_sock: socket.socket | None = None
         self._generated_default: tuple[ServedChain, bytes] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._lifecycle: Lifecycle | None = None
 
     def spawn(self, coro: Coroutine[object, object, None]) -> None:
         """Run ``coro`` in the background, keeping a reference until it ends."""
@@ -90,6 +92,7 @@ class Gateway:
         store = await CertStore.open(config.database_path,
                                      read_master_key(config.master_key_path),
                                      token_issuer=config.token_issuer)
+        store.lifetimes = config.lifecycle.lifetimes()
         gateway = cls(config, store, reuse_port=reuse_port)
         try:
             await gateway._start()
@@ -113,6 +116,8 @@ class Gateway:
             await self._start_admin()
         if self._share is not None:
             self.spawn(self._publish_metrics(self._share))
+        self._lifecycle = Lifecycle(self.store, self.config.lifecycle, self.metrics)
+        self.spawn(self._lifecycle.run())
         # What start-up built (modules, the snapshot) lives as long as the process: keep it
         # out of the collector's scans, which otherwise walk it again and again while
         # connections churn short-lived objects.
@@ -289,6 +294,8 @@ class Gateway:
                 await self._follower_task
         for task in list(self._tasks):
             task.cancel()
+        if self._lifecycle is not None:
+            await self._lifecycle.close()
         for listener in [*self.listeners.values(), *self._retiring]:
             await listener.close()
         self.listeners.clear()

@@ -8,7 +8,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from certstore.lifecycle import expires_in_s, status
 from certstore.model import Account, Chain, PkiSettings, TrustedCA
+
+EXPIRING_WITHIN = dt.timedelta(days=30)
+"""``lifecycle.expiring_within``'s default: where ``status`` turns to ``expiring``."""
 
 
 def _time(value: dt.datetime) -> str:
@@ -34,15 +38,20 @@ def trusted_ca_view(ca: TrustedCA, *, with_pem: bool = True) -> dict[str, Any]:
     return out
 
 
-def chain_view(chain: Chain, *, served_for: list[str] | None = None,
-               with_pem: bool = True) -> dict[str, Any]:
-    """A chain's public metadata (and its certificates as PEM), never its key."""
+def chain_view(chain: Chain, *, served_for: list[str] | None = None, with_pem: bool = True,
+               expiring_within: dt.timedelta = EXPIRING_WITHIN,
+               now: dt.datetime | None = None) -> dict[str, Any]:
+    """A chain's public metadata (and its certificates as PEM), never its key; with where
+    it stands in its lifetime (``status``, ``expires_in_s``)."""
+    at = now or dt.datetime.now(dt.UTC)
     out: dict[str, Any] = {
         "id": chain.id, "account_id": chain.account_id, "purpose": chain.purpose,
         "origin": chain.origin, "key_type": chain.key_type, "dns_names": list(chain.dns_names),
         "subject": chain.subject, "issuer": chain.issuer, "serial": chain.serial,
         "not_before": _time(chain.not_before), "not_after": _time(chain.not_after),
-        "fingerprint_sha256": chain.fingerprint_sha256, "created_at": _time(chain.created_at)}
+        "fingerprint_sha256": chain.fingerprint_sha256, "created_at": _time(chain.created_at),
+        "expires_in_s": expires_in_s(chain, at),
+        "status": status(chain, at, expiring_within)}
     if served_for is not None:
         out["served"] = bool(served_for)
         out["served_for"] = served_for

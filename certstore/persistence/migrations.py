@@ -83,4 +83,25 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX tls_bindings_by_account ON tls_bindings(account_id);
     CREATE INDEX accounts_by_parent ON accounts(parent_id);
     """,
+    # v4: certificate lifecycle. A renewed signing chain stays (its key verifies tokens signed
+    # before the renewal until it expires) and must not be renewed twice; one notice per
+    # chain and stage; a lease so that one worker or node of a fleet does the lifecycle work.
+    """
+    CREATE TABLE renewals (
+        old_chain_id TEXT PRIMARY KEY REFERENCES chains(id) ON DELETE CASCADE,
+        new_chain_id TEXT NOT NULL,
+        renewed_at TEXT NOT NULL
+    );
+    CREATE TABLE expiry_notices (
+        chain_id TEXT NOT NULL REFERENCES chains(id) ON DELETE CASCADE,
+        stage TEXT NOT NULL,
+        sent_at TEXT NOT NULL,
+        PRIMARY KEY (chain_id, stage)
+    );
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    """,
 )

@@ -15,6 +15,7 @@ from typing import Any
 import aiosqlite
 
 from certstore.audit import ApiKey, AuditRecord
+from certstore.lifecycle import ChainDates
 from certstore.model import Account, Chain, Change, PkiSettings, TrustedCA
 
 CHAIN_COLUMNS = ("id, account_id, purpose, origin, key_type, dns_names, subject, issuer, "
@@ -203,6 +204,43 @@ class Reads:
         rows = await self._all(sql + " ORDER BY seq DESC LIMIT ?", [*args, limit])
         return [AuditRecord(seq=r[0], at=_dt(r[1]), key_id=r[2], role=r[3], account_id=r[4],
                             action=r[5], target=r[6], result=r[7], detail=r[8]) for r in rows]
+
+    async def chain_dates(self) -> list[ChainDates]:
+        """Every chain still in service (renewed ones left out), as the slim rows a
+        lifecycle check reads: a whole store at 10,000 tenants is one cheap query."""
+        return [ChainDates(id=r[0], account_id=r[1], origin=r[2], not_before=_dt(r[3]),
+                           not_after=_dt(r[4])) for r in await self._all(
+            "SELECT id, account_id, origin, not_before, not_after FROM chains WHERE id NOT IN "
+            "(SELECT old_chain_id FROM renewals)")]
+
+    async def status_counts(self, now: dt.datetime, expiring_at: dt.datetime) -> dict[str, int]:
+        """Chains in service by status, counted by the database (timestamps are stored as
+        UTC ISO 8601 text, so text order is time order)."""
+        row = await self._one(
+            "SELECT COALESCE(SUM(CASE WHEN not_before > ? THEN 1 ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN not_before <= ? AND not_after < ? THEN 1 ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN not_before <= ? AND not_after >= ? AND not_after < ? "
+            "THEN 1 ELSE 0 END), 0), COUNT(*) FROM chains WHERE id NOT IN "
+            "(SELECT old_chain_id FROM renewals)",
+            [ts_text(now)] * 5 + [ts_text(expiring_at)])
+        early, expired, expiring, total = (int(v) for v in (row or (0, 0, 0, 0)))
+        return {"valid": total - early - expired - expiring, "expiring": expiring,
+                "expired": expired, "not_yet_valid": early}
+
+    async def renewed_ids(self) -> set[str]:
+        """Ids of chains that were renewed (their successor serves instead)."""
+        return {r[0] for r in await self._all("SELECT old_chain_id FROM renewals")}
+
+    async def renewed_by(self, chain_id: str) -> str | None:
+        """The chain that replaced ``chain_id`` at its renewal, if it was renewed."""
+        row = await self._one("SELECT new_chain_id FROM renewals WHERE old_chain_id = ?",
+                              (chain_id,))
+        return None if row is None else str(row[0])
+
+    async def notices(self) -> set[tuple[str, str]]:
+        """(chain id, stage) of every expiry notice already sent."""
+        return {(r[0], r[1]) for r in await self._all(
+            "SELECT chain_id, stage FROM expiry_notices")}
 
     async def last_seq(self) -> int:
         """The sequence number of the latest change (0 when there is none)."""

@@ -40,12 +40,13 @@ class Writer(Reads):
         cursor = await self._conn.execute(sql, args)
         return cursor.rowcount
 
-    async def change(self, kind: str, account_id: str | None, entity_id: str | None) -> None:
+    async def change(self, kind: str, account_id: str | None, entity_id: str | None, *,
+                     audit: bool = True) -> None:
         """Append to the change feed and, when someone is acting, to the audit log (same
-        transaction as the mutation)."""
+        transaction as the mutation); ``audit=False`` when the caller wrote a richer one."""
         await self._exec("INSERT INTO changes (at, kind, account_id, entity_id) "
                          "VALUES (?, ?, ?, ?)", (ts_text(self.now), kind, account_id, entity_id))
-        if current_actor() is not None:
+        if audit and current_actor() is not None:
             await self.write_audit(kind, account_id, entity_id, "ok")
 
     async def write_audit(self, action: str, account_id: str | None, target: str | None,
@@ -145,6 +146,30 @@ class Writer(Reads):
         await self._exec("INSERT INTO authority (id, root_pem, root_key, issuing_pem, "
                          "issuing_key, created_at) VALUES (1, ?, ?, ?, ?, ?)",
                          (root_pem, root_key, issuing_pem, issuing_key, ts_text(self.now)))
+
+    async def insert_renewal(self, old_chain_id: str, new_chain_id: str) -> None:
+        """Record that ``new_chain_id`` replaced ``old_chain_id`` (a kept signing chain)."""
+        await self._exec("INSERT INTO renewals (old_chain_id, new_chain_id, renewed_at) "
+                         "VALUES (?, ?, ?)", (old_chain_id, new_chain_id, ts_text(self.now)))
+
+    async def insert_notice(self, chain_id: str, stage: str) -> None:
+        """Record an expiry notice (a stage already recorded stays as it was)."""
+        await self._exec("INSERT INTO expiry_notices (chain_id, stage, sent_at) VALUES "
+                         "(?, ?, ?) ON CONFLICT (chain_id, stage) DO NOTHING",
+                         (chain_id, stage, ts_text(self.now)))
+
+    async def claim_lease(self, name: str, holder: str, until: dt.datetime) -> bool:
+        """Take or extend the lease ``name`` for ``holder`` unless another holder's lease
+        is still running; True when ``holder`` has it. Atomic: one statement in the write
+        transaction (SQLite has one writer; PostgreSQL locks the row on conflict)."""
+        await self._exec(
+            "INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, "
+            "expires_at = excluded.expires_at "
+            "WHERE leases.holder = excluded.holder OR leases.expires_at < ?",
+            (name, holder, ts_text(until), ts_text(self.now)))
+        row = await self._one("SELECT holder FROM leases WHERE name = ?", (name,))
+        return row is not None and row[0] == holder
 
     async def set_meta(self, key: str, value: bytes) -> None:
         """Set a value of the meta table."""

@@ -17,7 +17,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from certstore.store import CertStore
-from gateway.admin import accounts, audit_log, chains, pki, trusted_cas
+from gateway.admin import accounts, audit_log, chains, lifecycle, pki, trusted_cas
 from gateway.admin.endpoint import MAX_UPLOAD, Call, Endpoint, Settle, bind
 from gateway.admin.models import Health, OpenApiDocument
 from gateway.admin.openapi import build_document
@@ -77,7 +77,8 @@ SERVICE = (
              public=True, summary="This OpenAPI document"),
 )
 ENDPOINTS: tuple[Endpoint, ...] = (*SERVICE, *accounts.ENDPOINTS, *trusted_cas.ENDPOINTS,
-                                   *chains.ENDPOINTS, *pki.ENDPOINTS, *audit_log.ENDPOINTS)
+                                   *chains.ENDPOINTS, *lifecycle.ENDPOINTS, *pki.ENDPOINTS,
+                                   *audit_log.ENDPOINTS)
 
 
 def router_path(path: str, paths: Iterable[str]) -> str:

@@ -67,9 +67,17 @@ async def account_served(store: CertStore, account_id: str,
     return served_names(Snapshot.build(entries, seq=0), chains, listed)
 
 
+async def chain_views(store: CertStore, account_id: str, chains: list[Chain], *,
+                      with_pem: bool) -> list[dict[str, object]]:
+    """API views of chains of one account, with what each serves now and its status."""
+    served = await account_served(store, account_id, chains)
+    within = store.lifetimes.expiring_within
+    return [chain_view(c, served_for=served.get(c.id, []), with_pem=with_pem,
+                       expiring_within=within) for c in chains]
+
+
 async def _views(call: Call, chains: list[Chain], *, with_pem: bool) -> list[dict[str, object]]:
-    served = await account_served(call.store, call.account_id, chains)
-    return [chain_view(c, served_for=served.get(c.id, []), with_pem=with_pem) for c in chains]
+    return await chain_views(call.store, call.account_id, chains, with_pem=with_pem)
 
 
 async def _one(call: Call, chain: Chain, status: int) -> web.Response:

@@ -182,8 +182,17 @@ class ChainOut(ResponseModel):
     not_after: dt.datetime
     fingerprint_sha256: str
     created_at: dt.datetime
+    expires_in_s: int
+    status: Literal["valid", "expiring", "expired", "not_yet_valid"]
     served: bool
     served_for: list[str]
+
+
+class ExpiringList(ResponseModel):
+    """Chains that expire within a window, soonest first, with the names they serve."""
+
+    within: str
+    chains: list[ChainOut]
 
 
 class ChainDetail(ChainOut):

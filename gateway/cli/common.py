@@ -64,8 +64,11 @@ def run(fn: Callable[[], Awaitable[T]]) -> T:
 
 async def open_store(config: Config) -> CertStore:
     """Open the initialised store named by the config."""
-    return await CertStore.open(config.database_path, read_master_key(config.master_key_path),
-                                token_issuer=config.token_issuer)
+    store = await CertStore.open(config.database_path,
+                                 read_master_key(config.master_key_path),
+                                 token_issuer=config.token_issuer)
+    store.lifetimes = config.lifecycle.lifetimes()
+    return store
 
 
 def with_store(state: CliState, op: Callable[[CertStore], Awaitable[T]]) -> T:

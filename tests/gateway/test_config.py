@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gateway.config import AdminConfig, Config, ListenerConfig, TlsPolicy, load_config, parse_config
+from gateway.config import (
+    AdminConfig,
+    Config,
+    LifecycleConfig,
+    ListenerConfig,
+    TlsPolicy,
+    load_config,
+    parse_config,
+)
 from gateway.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +33,7 @@ def test_example_loads_and_resolves_paths_against_its_directory() -> None:
 def test_example_documents_every_setting() -> None:
     text = EXAMPLE.read_text()
     keys = set(re.findall(r"^\s*#?\s*-?\s*([a-z_]+):", text, flags=re.M))
-    for model in (Config, ListenerConfig, TlsPolicy, AdminConfig):
+    for model in (Config, ListenerConfig, TlsPolicy, AdminConfig, LifecycleConfig):
         missing = set(model.model_fields) - keys
         assert not missing, f"config.example.yaml does not document {model.__name__}: {missing}"
 
@@ -83,3 +91,32 @@ def test_unparseable_files(tmp_path: Path) -> None:
                          "upstream: '127.0.0.1:4'}]")
     with pytest.raises(ConfigError, match="unique"):
         parse_config(doc, base_dir=tmp_path)
+
+
+@pytest.mark.parametrize(("lifecycle", "key", "says"), [
+    ({"tls_validity": "90"}, "lifecycle.tls_validity", "such as 90d"),
+    ({"tls_validity": "0d"}, "lifecycle.tls_validity", "positive"),
+    ({"check_interval": "1w"}, "lifecycle.check_interval", "d, h, m or s"),
+    ({"tls_validity": "400d"}, "lifecycle", "397d"),
+    ({"renew_fraction": 1.5}, "lifecycle", "between 0 and 1"),
+    ({"webhook_url": "ftp://x"}, "lifecycle.webhook_url", "http"),
+    ({"expiring_within": "-3d"}, "lifecycle.expiring_within", "positive whole number"),
+])
+def test_bad_lifecycle_settings_name_the_key(lifecycle: dict[str, object], key: str,
+                                             says: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_config({"data_dir": "v", "lifecycle": lifecycle}, base_dir=Path("/tmp"))
+    assert e.value.key is not None and e.value.key.startswith(key)
+    assert says in str(e.value)
+
+
+def test_lifecycle_settings_reach_the_store() -> None:
+    config = parse_config({"data_dir": "v", "lifecycle": {
+        "tls_validity": "3m", "signing_validity": "12h", "renew_fraction": 0.5,
+        "check_interval": "30s", "expiring_within": "1d"}}, base_dir=Path("/tmp"))
+    lifetimes = config.lifecycle.lifetimes()
+    assert lifetimes.tls_validity.total_seconds() == 180
+    assert lifetimes.signing_validity.total_seconds() == 12 * 3600
+    assert lifetimes.renew_fraction == 0.5
+    assert lifetimes.expiring_within.total_seconds() == 86400
+    assert config.lifecycle.check_interval_s == 30

@@ -20,7 +20,7 @@ ACCOUNTS = "/api/v1/accounts"
 MISSING = "acc_000000000000000000000000"
 PROTECTED = {e.operation_id for e in ENDPOINTS if not e.public}
 # Routes without an account in the path; checked by their own tests below.
-UNSCOPED = {"create_account", "list_accounts", "list_audit"}
+UNSCOPED = {"create_account", "list_accounts", "list_audit", "list_expiring"}
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,7 @@ def requests_for(t: Target, world: World) -> dict[str, Request]:
         "list_chains": ("GET", f"{base}/chains", none),
         "get_chain": ("GET", f"{base}/chains/{t.chain}", none),
         "delete_chain": ("DELETE", f"{base}/chains/{t.chain}", none),
+        "renew_chain": ("POST", f"{base}/chains/{t.chain}/renew", none),
         "get_pki": ("GET", f"{base}/pki", none),
         "put_pki": ("PUT", f"{base}/pki", body({"signing_chain_id": None,
                                                 "tls_bindings": {}})),
@@ -195,6 +196,10 @@ async def test_unscoped_routes_show_only_visible_accounts(admin: AdminEnv, world
         assert records and {r["account_id"] for r in records} <= visible
         for other in (world.b_vendor.account, world.b_customer.account):
             (await api.get(f"/api/v1/audit?account_id={other}")).problem(404, "not-found")
+            (await api.get(f"/api/v1/expiring?account_id={other}")).problem(404, "not-found")
+        # every chain expires within 10 years: the listing is exactly the visible ones
+        expiring = (await api.ok("GET", "/api/v1/expiring?within=3650d"))["chains"]
+        assert expiring and {c["account_id"] for c in expiring} == visible
 
 
 async def test_a_refused_key_is_logged_without_its_secret(
@@ -223,6 +228,7 @@ async def test_every_protected_route_needs_a_valid_key(admin: AdminEnv, world: W
         "name": "Anon", "kind": "vendor"}})
     routes["list_accounts"] = ("GET", ACCOUNTS, dict)
     routes["list_audit"] = ("GET", "/api/v1/audit", dict)
+    routes["list_expiring"] = ("GET", "/api/v1/expiring", dict)
     assert set(routes) == PROTECTED
     before = await _state(admin, world.a_customer)
     for secret, invalid in ((None, False), ("cgk_not-a-key", True), (revoked, True),
