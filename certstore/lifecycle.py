@@ -35,7 +35,7 @@ SIGNING_VALIDITY = dt.timedelta(days=365)
 MAX_TLS_VALIDITY = dt.timedelta(days=397)
 MAX_VALIDITY = dt.timedelta(days=10 * 365)  # never past the issuing CA's own lifetime
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
-_DURATION = re.compile(r"([0-9]{1,9})([dhms])")  # ASCII digits only (\d takes "１")
+_DURATION = re.compile(r"([0-9]{1,9})([dhms])")  # ASCII digits: \d takes any Unicode digit
 
 
 def parse_duration(text: str) -> dt.timedelta:
