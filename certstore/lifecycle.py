@@ -94,6 +94,8 @@ class Dated(Protocol):
     def not_before(self) -> dt.datetime: ...
     @property
     def not_after(self) -> dt.datetime: ...
+    @property
+    def created_at(self) -> dt.datetime: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,6 +107,7 @@ class ChainDates:
     origin: str
     not_before: dt.datetime
     not_after: dt.datetime
+    created_at: dt.datetime
 
 
 def expires_in_s(chain: Dated, now: dt.datetime) -> int:
@@ -124,10 +127,15 @@ def status(chain: Dated, now: dt.datetime, expiring_within: dt.timedelta) -> Sta
 
 
 def renewal_due(chain: Dated, now: dt.datetime, renew_fraction: float) -> bool:
-    """True for a generated chain with less than ``renew_fraction`` of its lifetime left."""
+    """True for a generated chain with less than ``renew_fraction`` of its lifetime left.
+
+    The lifetime counts from issuance (the record's creation), not from ``not_before``: the
+    built-in CA backdates ``not_before`` by minutes for clients with lagging clocks, which
+    would otherwise bring short lifetimes' renewal points far forward.
+    """
     if chain.origin != "generated":
         return False
-    lifetime = chain.not_after - chain.not_before
+    lifetime = chain.not_after - max(chain.not_before, chain.created_at)
     return chain.not_after - now < lifetime * renew_fraction
 
 

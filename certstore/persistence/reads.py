@@ -209,9 +209,9 @@ class Reads:
         """Every chain still in service (renewed ones left out), as the slim rows a
         lifecycle check reads: a whole store at 10,000 tenants is one cheap query."""
         return [ChainDates(id=r[0], account_id=r[1], origin=r[2], not_before=_dt(r[3]),
-                           not_after=_dt(r[4])) for r in await self._all(
-            "SELECT id, account_id, origin, not_before, not_after FROM chains WHERE id NOT IN "
-            "(SELECT old_chain_id FROM renewals)")]
+                           not_after=_dt(r[4]), created_at=_dt(r[5])) for r in await self._all(
+            "SELECT id, account_id, origin, not_before, not_after, created_at FROM chains "
+            "WHERE id NOT IN (SELECT old_chain_id FROM renewals)")]
 
     async def status_counts(self, now: dt.datetime, expiring_at: dt.datetime) -> dict[str, int]:
         """Chains in service by status, counted by the database (timestamps are stored as

@@ -26,7 +26,7 @@ DAY = dt.timedelta(days=1)
 
 def dates(days: int, origin: str = "generated") -> ChainDates:
     return ChainDates(id="chn_x", account_id="acc_x", origin=origin, not_before=T0,
-                      not_after=T0 + days * DAY)
+                      not_after=T0 + days * DAY, created_at=T0)
 
 
 @pytest.mark.parametrize(("text", "seconds"), [
@@ -64,6 +64,15 @@ def test_generated_chains_renew_with_a_third_of_their_life_left() -> None:
     assert renewal_due(chain, T0 + 61 * DAY, 0.33)
     assert renewal_due(chain, T0 + 200 * DAY, 0.33)  # overdue stays due
     assert not renewal_due(dates(90, origin="imported"), T0 + 89 * DAY, 0.33)
+
+
+def test_the_renewal_point_counts_from_issuance_not_from_a_backdated_not_before() -> None:
+    minute = dt.timedelta(minutes=1)
+    issued = T0 + 5 * minute  # the CA backdates not_before by 5 minutes
+    chain = ChainDates(id="chn_x", account_id="acc_x", origin="generated", not_before=T0,
+                       not_after=issued + 3 * minute, created_at=issued)
+    assert not renewal_due(chain, issued + minute, 0.33)  # 2 of 3 minutes left
+    assert renewal_due(chain, issued + 2.1 * minute, 0.33)
 
 
 def test_notice_stages_and_what_each_settles() -> None:
