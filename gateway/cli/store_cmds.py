@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -9,13 +10,17 @@ import click
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from certstore.errors import CertStoreError
 from certstore.keys import KEY_TYPES
+from certstore.lifecycle import parse_duration
+from certstore.model import Chain
 from certstore.persistence.keyfile import create_master_key, read_master_key
 from certstore.store import CertStore
 from certstore.x509info import describe
 from gateway.cli.common import (
     CliState,
     emit,
+    fail,
     json_option,
     read_input,
     read_password,
@@ -237,15 +242,51 @@ def chain_generate(state: CliState, account_id: str, purpose: str, domain: str |
 
 
 @chain.command("list")
-@click.argument("account_id")
+@click.argument("account_id", required=False)
+@click.option("--expiring", metavar="DURATION",
+              help="Only chains that expire within DURATION (30d, 12h...) or have expired, "
+                   "soonest first; without ACCOUNT_ID, of every account.")
 @json_option
 @pass_state
-def chain_list(state: CliState, account_id: str, as_json: bool) -> None:
-    """List an account's chains (never their keys)."""
-    chains = with_store(state, lambda s: s.list_chains(account_id))
-    emit([chain_view(c, with_pem=False) for c in chains], as_json, "\n".join(
+def chain_list(state: CliState, account_id: str | None, expiring: str | None,
+               as_json: bool) -> None:
+    """List an account's chains (never their keys), with their expiry status."""
+    if account_id is None and expiring is None:
+        fail("give an ACCOUNT_ID, or --expiring DURATION for every account")
+    within = None
+    if expiring is not None:
+        try:
+            within = parse_duration(expiring)
+        except CertStoreError as e:
+            fail(f"--expiring: {e.message}")
+
+    async def listing(s: CertStore) -> tuple[list[Chain], dt.timedelta]:
+        if within is None:
+            assert account_id is not None
+            return await s.list_chains(account_id), s.lifetimes.expiring_within
+        if account_id is not None:
+            await s.get_account(account_id)
+        found = await s.expiring(within, None if account_id is None else [account_id])
+        return found, s.lifetimes.expiring_within
+
+    chains, threshold = with_store(state, listing)
+    views = [chain_view(c, with_pem=False, expiring_within=threshold) for c in chains]
+    emit(views, as_json, "\n".join(
         f"{c.id}  {c.purpose:7}  {c.origin:9}  {c.key_type:10}  "
-        f"{c.not_after:%Y-%m-%d}  {' '.join(c.dns_names) or c.subject}" for c in chains))
+        f"{c.not_after:%Y-%m-%d}  {v['status']:13}  {' '.join(c.dns_names) or c.subject}"
+        for c, v in zip(chains, views, strict=True)))
+
+
+@chain.command("renew")
+@click.argument("chain_id")
+@json_option
+@pass_state
+def chain_renew(state: CliState, chain_id: str, as_json: bool) -> None:
+    """Renew a generated chain now: a new key and certificate for the same names take its
+    place in every binding and the signing choice (a signing chain's old key stays in the
+    JWKS until it expires)."""
+    new = with_store(state, lambda s: s.renew_chain(chain_id))
+    emit(chain_view(new, with_pem=False), as_json, f"{chain_id} renewed as {new.id}")
 
 
 @chain.command("show")
