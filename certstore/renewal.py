@@ -137,7 +137,7 @@ class RenewalOps:
         overdue (renewal normally replaces it first); renewed chains get none."""
         now = self._clock()
         sent = await self._db.notices()
-        out: list[Notice] = []
+        due: dict[str, Stage] = {}
         for dates in await self._db.chain_dates():
             stage = lifecycle.notice_stage(dates, now, self.lifetimes.expiring_within)
             if stage is None or (dates.id, stage) in sent:
@@ -145,17 +145,14 @@ class RenewalOps:
             if (dates.origin == "generated"
                     and not lifecycle.renewal_due(dates, now, self.lifetimes.renew_fraction)):
                 continue
-            out.extend(Notice(chain=c, stage=stage) for c in await self._chains([dates.id]))
-        return out
+            due[dates.id] = stage
+        return [Notice(chain=c, stage=due[c.id]) for c in await self._chains(list(due))]
 
     async def _chains(self, ids: list[str]) -> list[Chain]:
-        """The chains of ``ids`` that still exist (one may be deleted since it was listed)."""
-        out: list[Chain] = []
-        for chain_id in ids:
-            chain = await self._db.chain(chain_id)
-            if chain is not None:
-                out.append(chain)
-        return out
+        """The chains of ``ids`` that still exist (one may be deleted since it was listed),
+        in the order of ``ids``."""
+        found = {c.id: c for c in await self._db.chains_by_id(ids)}
+        return [found[i] for i in ids if i in found]
 
     async def record_notice(self, notice: Notice, detail: str) -> None:
         """Mark a notice sent (with the stages before it) and audit it."""

@@ -116,6 +116,16 @@ class Reads:
             sql += " WHERE " + " AND ".join(where)
         return [_chain(r) for r in await self._all(sql + " ORDER BY rowid", args)]
 
+    async def chains_by_id(self, ids: Iterable[str]) -> list[Chain]:
+        """The chains of ``ids`` that exist, in no particular order (500 per statement)."""
+        wanted, out = list(ids), []
+        for start in range(0, len(wanted), 500):
+            part = wanted[start:start + 500]
+            out += [_chain(r) for r in await self._all(
+                f"SELECT {CHAIN_COLUMNS} FROM chains WHERE id IN ({','.join('?' * len(part))})",
+                part)]
+        return out
+
     async def chain(self, chain_id: str) -> Chain | None:
         """One chain's public data, or None."""
         row = await self._one(f"SELECT {CHAIN_COLUMNS} FROM chains WHERE id = ?", (chain_id,))
