@@ -27,8 +27,8 @@ from gateway.proxy import (
     UpstreamPool,
 )
 from gateway.tcp import PipeRecord, TcpPipe
-from gateway.tls import readahead
-from gateway.tls.contexts import ChainContext, ContextCache, base_context
+from gateway.tls.contexts import ChainContext, ContextCache, new_context
+from gateway.tls.policy import ServerPolicy
 from gateway.tls.selector import SnapshotRef, SniSelector
 from gateway.tls.transport import TlsConnection
 
@@ -69,6 +69,23 @@ def listener_alpn(cfg: ListenerConfig) -> tuple[str, ...]:
     return HTTP_ALPN if cfg.kind in ("https", "ipps") else ()
 
 
+def server_policy(cfg: ListenerConfig) -> ServerPolicy:
+    """What every context serving this listener enforces (see ``gateway.tls.policy``).
+
+    ipps stops at TLS 1.2: libcups (ipptool, CUPS clients) drops and redials the connection
+    forever when it receives TLS 1.3 session tickets, and pyOpenSSL has no call to send none
+    (``SSL_CTX_set_num_tickets``). TLS 1.2 sends a ticket only to a client that asks for one.
+    """
+    tls = cfg.tls
+    kw: dict[str, Any] = {"min_version": tls.min_version, "alpn": listener_alpn(cfg),
+                          "max_version": "1.2" if cfg.kind == "ipps" else "1.3"}
+    for name in ("ciphers", "ciphersuites", "groups"):
+        value = getattr(tls, name)
+        if value is not None:
+            kw[name] = value
+    return ServerPolicy(**kw)
+
+
 def proxy_settings(cfg: ListenerConfig) -> ProxySettings:
     """The proxy's settings from a listener's config."""
     routes: tuple[Route, ...]
@@ -107,12 +124,13 @@ class Listener:
         self._reuse_port = reuse_port
         http = config.kind in ("https", "ipps")
         self.alpn = listener_alpn(config)
-        self.selector = SniSelector(ref=ref, cache=cache, default=default, alpn=self.alpn,
-                                    strict=config.strict_sni)
-        self.base_context = base_context(config.tls, self.alpn,
-                                         session_tickets=config.kind != "ipps")
-        self.base_context.sni_callback = self.selector  # type: ignore[assignment]
-        self._read_ahead = readahead.enable(self.base_context)
+        self.policy = server_policy(config)
+        # The base context only starts handshakes: the selector always switches to a chain
+        # context (or to ``refusal``, which has no certificate), each built from the policy.
+        self.selector = SniSelector(ref=ref, cache=cache, default=default, policy=self.policy,
+                                    refusal=new_context(self.policy), strict=config.strict_sni)
+        self.base_context = new_context(self.policy)
+        self.base_context.set_tlsext_servername_callback(self.selector)
         self._default_names = default.served.names
         self._settings = proxy_settings(config) if http else None
         self._pool = UpstreamPool() if http else None
@@ -168,8 +186,7 @@ class Listener:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._connections.add(
-                TlsConnection(loop, sock, peer, self.base_context, self._app, self, timeout,
-                              self._read_ahead))
+                TlsConnection(loop, sock, peer, self.base_context, self._app, self, timeout))
 
     def _app(self) -> asyncio.Protocol:
         if self._settings is not None and self._pool is not None:
@@ -196,11 +213,11 @@ class Listener:
         """Client address, SNI, account and TLS version of an established connection."""
         conn = cast(TlsConnection, transport)
         peer = conn.get_extra_info("peername") or ("", 0)
-        sslobj = conn.get_extra_info("ssl_object")
+        ssl_conn = conn.get_extra_info("ssl_object")
         served = conn.context.served if conn.certgate_result == "ok" else None  # type: ignore[attr-defined]
         return {"client": peer[0], "client_port": peer[1], "sni": conn.certgate_sni,
                 "account": served.account_id if served else None,
-                "tls": sslobj.version(), "served": served}
+                "tls": ssl_conn.get_protocol_version_name(), "served": served}
 
     def _connection_context(self, transport: asyncio.Transport,
                             conn: dict[str, Any]) -> ConnectionContext:
