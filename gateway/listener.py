@@ -191,9 +191,10 @@ class Listener:
     def _app(self) -> asyncio.Protocol:
         if self._settings is not None and self._pool is not None:
             conn: dict[str, Any] = {}  # filled after the handshake, read per request
+            tls: list[TlsConnection] = []  # the connection, once the context is built
             return ProxyProtocol(self._settings, self._pool,
-                                 lambda t: self._connection_context(t, conn),
-                                 lambda record: self._on_request(record, conn), self._loop)
+                                 lambda t: self._connection_context(t, conn, tls),
+                                 lambda record: self._on_request(record, conn, tls), self._loop)
         host, _, port = (self.config.upstream or "").rpartition(":")
         return _TcpApp(self, host=host, port=int(port),
                        connect_timeout_s=self.config.upstream_connect_timeout_s)
@@ -219,8 +220,10 @@ class Listener:
                 "account": served.account_id if served else None,
                 "tls": ssl_conn.get_protocol_version_name(), "served": served}
 
-    def _connection_context(self, transport: asyncio.Transport,
-                            conn: dict[str, Any]) -> ConnectionContext:
+    def _connection_context(self, transport: asyncio.Transport, conn: dict[str, Any],
+                            tls: list[TlsConnection]) -> ConnectionContext:
+        if isinstance(transport, TlsConnection):
+            tls.append(transport)
         info = self.connection_info(transport)
         served = info.pop("served")
         conn.update(info)
@@ -236,23 +239,42 @@ class Listener:
         return ConnectionContext(client_host=info["client"], client_port=info["client_port"],
                                  account_id=info["account"], host_allowed=host_allowed)
 
-    def _on_request(self, record: RequestRecord, conn: dict[str, Any]) -> None:
+    def _on_request(self, record: RequestRecord, conn: dict[str, Any],
+                    tls: list[TlsConnection]) -> None:
         m, name = self.metrics, self.name
         m.requests[(name, record.status)] += 1  # label text is made at scrape time
         m.bytes[(name, "in")] += record.bytes_in
-        m.bytes[(name, "out")] += record.bytes_out
+        self._on_request_detail(record)
+        if not tls:
+            self._log_request(record, conn, record.bytes_out)
+            return
+        # The response's bytes may still wait for the socket: log what the client was sent
+        # once they left, or once the connection ended without them. The unsent bytes are
+        # the end of this response (its body), so the body bytes sent are the body minus them.
+        transport = tls[0]
+        end = transport.bytes_written
+        transport.call_when_sent(end, lambda sent: self._log_request(
+            record, conn, max(0, record.bytes_out - (end - sent))))
+
+    def _on_request_detail(self, record: RequestRecord) -> None:
+        m, name = self.metrics, self.name
         if record.upstream_latency_s is not None:
             m.upstream_latency.observe(name, record.upstream_latency_s)
         if record.ipp_operation is not None:
             status = "none" if record.ipp_status is None else f"0x{record.ipp_status:04x}"
             m.ipp_operations[(name, record.ipp_operation, status)] += 1
+
+    def _log_request(self, record: RequestRecord, conn: dict[str, Any], bytes_out: int) -> None:
+        """``bytes_out``: body bytes the client was sent (written to its socket)."""
+        name = self.name
+        self.metrics.bytes[(name, "out")] += bytes_out
         if not self.access_log.enabled:
             return
         self.access_log.write({"listener": name, **conn, "method": record.method,
                     "path": record.path, "host": record.host, "status": record.status,
                     "ipp_operation": record.ipp_operation,
                     "ipp_request_id": record.ipp_request_id, "ipp_status": record.ipp_status,
-                    "bytes_in": record.bytes_in, "bytes_out": record.bytes_out,
+                    "bytes_in": record.bytes_in, "bytes_out": bytes_out,
                     "duration_ms": round(record.duration_s * 1000, 3), "error": record.error})
 
     def stop_accepting(self) -> None:
@@ -305,11 +327,20 @@ class _TcpApp(TcpPipe):
         super().connection_made(transport)
 
     def _report_close(self, record: PipeRecord) -> None:
+        # Reported once the client's transport has written what it was given (or closed
+        # first): ``bytes_out`` is what reached the client's socket, not what was handed over.
+        client = self._client
+        if isinstance(client, TlsConnection):
+            client.call_when_sent(client.bytes_written, lambda sent: self._log(record, sent))
+        else:
+            self._log(record, record.bytes_out)
+
+    def _log(self, record: PipeRecord, bytes_out: int) -> None:
         m, name = self._listener.metrics, self._listener.name
         m.bytes[(name, "in")] += record.bytes_in
-        m.bytes[(name, "out")] += record.bytes_out
+        m.bytes[(name, "out")] += bytes_out
         info = dict(self._info)
         info.pop("served", None)
         self._listener.access_log.write({"listener": name, **info, "bytes_in": record.bytes_in,
-                    "bytes_out": record.bytes_out,
+                    "bytes_out": bytes_out,
                     "duration_ms": round(record.duration_s * 1000, 3), "error": record.error})
