@@ -61,10 +61,18 @@ def set_groups(ctx: SSL.Context, groups: tuple[str, ...]) -> None:
     """
     from OpenSSL.SSL import _lib  # type: ignore[attr-defined]  # pyOpenSSL's binding
 
-    names = ":".join(groups).encode("ascii")
-    if not groups or not _lib.SSL_CTX_set1_curves_list(ctx._context, names):
-        raise PolicyError(f"groups {list(groups)!r}: OpenSSL accepts none of them (or not all;"
-                          f" names like X25519, prime256v1, secp384r1, X448, secp521r1)")
+    if not groups:
+        raise PolicyError("groups: the list is empty (no key exchange would be possible)")
+
+    def accepted(names: tuple[str, ...]) -> bool:
+        if not all(n.isascii() and n and ":" not in n for n in names):
+            return False
+        return bool(_lib.SSL_CTX_set1_curves_list(ctx._context, ":".join(names).encode()))
+
+    if not accepted(groups):
+        unknown = [n for n in groups if not accepted((n,))] or list(groups)
+        raise PolicyError(f"groups: OpenSSL does not know {', '.join(map(repr, unknown))} "
+                          f"(names like X25519, prime256v1, secp384r1, X448, secp521r1)")
 
 
 def apply(ctx: SSL.Context, policy: ServerPolicy,
@@ -79,9 +87,9 @@ def apply(ctx: SSL.Context, policy: ServerPolicy,
                           f"in it") from e
     try:
         ctx.set_tls13_ciphersuites(policy.ciphersuites.encode("ascii"))
-    except (SSL.Error, UnicodeEncodeError) as e:
-        raise PolicyError(f"ciphersuites {policy.ciphersuites!r}: not a list of TLS 1.3 "
-                          f"suites (TLS_AES_128_GCM_SHA256, ...)") from e
+    except (SSL.Error, UnicodeEncodeError):
+        _check_suites(ctx, policy.ciphersuites)
+        raise
     set_groups(ctx, policy.groups)
     # No renegotiation (the CVE-2009-3555 class), no compression (CRIME). A peer that closes
     # TCP without close_notify is a half-close, as nginx and haproxy treat it: what it sent
@@ -90,6 +98,18 @@ def apply(ctx: SSL.Context, policy: ServerPolicy,
                     | SSL.OP_IGNORE_UNEXPECTED_EOF)
     if policy.alpn and select_alpn is not None:
         ctx.set_alpn_select_callback(select_alpn)
+
+
+def _check_suites(ctx: SSL.Context, suites: str) -> None:
+    # OpenSSL skips names it does not know when one other matches: check each name, so a
+    # typo fails the config instead of silently narrowing the policy.
+    for name in suites.split(":"):
+        try:
+            ctx.set_tls13_ciphersuites(name.encode("ascii"))
+        except (SSL.Error, UnicodeEncodeError):
+            raise PolicyError(f"ciphersuites: {name!r} is not a TLS 1.3 suite OpenSSL knows "
+                              f"(TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384, "
+                              f"TLS_CHACHA20_POLY1305_SHA256...)") from None
 
 
 def alpn_selector(offered: tuple[str, ...]) -> SSL._ALPNSelectCallback:
@@ -108,4 +128,6 @@ def alpn_selector(offered: tuple[str, ...]) -> SSL._ALPNSelectCallback:
 
 def check(policy: ServerPolicy) -> None:
     """Raise :class:`PolicyError` if OpenSSL refuses any setting (config load uses it)."""
-    apply(SSL.Context(SSL.TLS_SERVER_METHOD), policy)
+    ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+    _check_suites(ctx, policy.ciphersuites)
+    apply(ctx, policy)
