@@ -49,6 +49,9 @@ class ServerPolicy:
         if _VERSIONS[self.min_version] > _VERSIONS[self.max_version]:
             raise PolicyError(f"min_version {self.min_version} is above the highest version "
                               f"this listener offers ({self.max_version})")
+        for name in ("ciphers", "ciphersuites"):
+            if not getattr(self, name).strip(":"):
+                raise PolicyError(f"{name}: the list is empty")
 
 
 def set_groups(ctx: SSL.Context, groups: tuple[str, ...]) -> None:
@@ -87,9 +90,9 @@ def apply(ctx: SSL.Context, policy: ServerPolicy,
                           f"in it") from e
     try:
         ctx.set_tls13_ciphersuites(policy.ciphersuites.encode("ascii"))
-    except (SSL.Error, UnicodeEncodeError):
+    except (SSL.Error, UnicodeEncodeError) as e:
         _check_suites(ctx, policy.ciphersuites)
-        raise
+        raise PolicyError(f"ciphersuites {policy.ciphersuites!r}: refused by OpenSSL") from e
     set_groups(ctx, policy.groups)
     # No renegotiation (the CVE-2009-3555 class), no compression (CRIME). A peer that closes
     # TCP without close_notify is a half-close, as nginx and haproxy treat it: what it sent
@@ -113,8 +116,9 @@ def _check_suites(ctx: SSL.Context, suites: str) -> None:
 
 
 def alpn_selector(offered: tuple[str, ...]) -> SSL._ALPNSelectCallback:
-    """The server's ALPN choice: its first protocol the client also offers (RFC 7301
-    section 3.2: no overlap is refused with ``no_application_protocol``)."""
+    """The server's ALPN choice: its first protocol the client also offers. Without an
+    overlap the handshake goes on without ALPN (what the ``ssl`` module did before, and
+    what HTTP/1.1 clients that offer only h2 expect to fall back on)."""
     ours = [p.encode("ascii") for p in offered]
 
     def select(_conn: SSL.Connection, theirs: list[bytes]) -> bytes:

@@ -97,6 +97,8 @@ def _tls(kind: str = "https", **tls: object) -> dict[str, object]:
     (_tls(ciphers="NO-SUCH-CIPHER"), ["ciphers", "NO-SUCH-CIPHER"]),
     (_tls(ciphersuites="TLS_AES_128_GCM_SHA256:TLS_NOPE"), ["ciphersuites", "TLS_NOPE"]),
     (_tls(ciphersuites="ECDHE-ECDSA-AES128-GCM-SHA256"), ["ciphersuites"]),
+    (_tls(ciphersuites=""), ["ciphersuites", "empty"]),
+    (_tls(ciphers=":"), ["ciphers", "empty"]),
     (_tls("ipps", min_version="1.3"), ["ipps", "TLS 1.2"]),
 ])
 def test_a_tls_setting_openssl_refuses_fails_at_load(doc: dict[str, object],
