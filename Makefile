@@ -1,9 +1,11 @@
 # The two commands the README documents: `make run` and `make test`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# Test tools with pins that clash with certgate's own (sslyze wants an older cryptography).
+TOOLS ?= .venv-tools
 CONFIG ?= config.example.yaml
 
-.PHONY: install system-packages lint test run bench
+.PHONY: install tools system-packages lint test run bench
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -13,6 +15,14 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+$(TOOLS)/.installed: Makefile
+	python3 -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install -q --upgrade pip
+	$(TOOLS)/bin/python -m pip install -q 'sslyze>=6.1,<7'
+	touch $@
+
+tools: $(TOOLS)/.installed
+
 # Debian packages the tests drive for real (openssl, curl, CUPS ipptool/ippeveprinter...).
 system-packages:
 	scripts/install-system-packages .ci/apt-packages.txt
@@ -21,7 +31,7 @@ lint: install
 	$(VENV)/bin/ruff check certstore gateway tests bench
 	$(VENV)/bin/mypy
 
-test: install system-packages lint
+test: install tools system-packages lint
 	$(VENV)/bin/pytest
 
 run: install

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import serialization  # noqa: E402
 from certstore.ca import create_ca, issue_chain  # noqa: E402
 from certstore.snapshot import ServedChain  # noqa: E402
 from gateway.tls.contexts import chain_context  # noqa: E402
+from gateway.tls.policy import ServerPolicy  # noqa: E402
 
 TENANTS = 10_000
 
@@ -71,7 +72,8 @@ def measure_contexts(chains: list[tuple[ServedChain, bytes, bytes]], keep: list[
     gc.collect()
     before = rss_kb()
     started = time.perf_counter()
-    kept = [chain_context(served, key_der, ("http/1.1",)) for served, key_der, _ in chains]
+    policy = ServerPolicy(alpn=("http/1.1",))
+    kept = [chain_context(served, key_der, policy) for served, key_der, _ in chains]
     elapsed = time.perf_counter() - started
     grown = rss_kb() - before
     keep.append(kept)

@@ -53,11 +53,27 @@ Bind = Annotated[str, Field(description="host:port")]
 
 
 class TlsPolicy(_Model):
-    """Per-listener TLS policy (defaults: Mozilla 'intermediate')."""
+    """Per-listener TLS policy (defaults: Mozilla 'intermediate'); OpenSSL checks every
+    setting when the config is loaded, so a typo fails at load with the setting named."""
 
     min_version: Literal["1.2", "1.3"] = "1.2"
     ciphers: str | None = None  # TLS 1.2 cipher string; None = Mozilla intermediate
+    ciphersuites: str | None = None  # TLS 1.3 suites; None = Mozilla intermediate (all 3)
+    groups: tuple[str, ...] | None = None  # None = X25519, prime256v1, secp384r1
     alpn: tuple[str, ...] | None = None  # None = http/1.1 for http kinds, none for tcp
+
+    def model_post_init(self, context: object, /) -> None:
+        from gateway.tls.policy import PolicyError, ServerPolicy, check
+
+        kw: dict[str, object] = {"min_version": self.min_version}
+        for name in ("ciphers", "ciphersuites", "groups"):
+            value = getattr(self, name)
+            if value is not None:
+                kw[name] = value
+        try:
+            check(ServerPolicy(**kw))  # type: ignore[arg-type]
+        except PolicyError as e:
+            raise ValueError(str(e)) from None
 
 
 class RouteConfig(_Model):
@@ -121,6 +137,10 @@ class ListenerConfig(_Model):
             raise ValueError("give either 'upstream' or 'routes', not both")
         elif self.upstream is not None:
             RouteConfig(upstream=self.upstream)
+        if self.kind == "ipps" and self.tls.min_version == "1.3":
+            # See gateway.listener.server_policy: ipps stops at TLS 1.2.
+            raise ValueError("an ipps listener serves TLS 1.2 only (libcups redials forever "
+                             "on TLS 1.3 session tickets): tls.min_version must be \"1.2\"")
 
 
 class AdminConfig(_Model):

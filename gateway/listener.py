@@ -27,8 +27,8 @@ from gateway.proxy import (
     UpstreamPool,
 )
 from gateway.tcp import PipeRecord, TcpPipe
-from gateway.tls import readahead
-from gateway.tls.contexts import ChainContext, ContextCache, base_context
+from gateway.tls.contexts import ChainContext, ContextCache, new_context
+from gateway.tls.policy import ServerPolicy
 from gateway.tls.selector import SnapshotRef, SniSelector
 from gateway.tls.transport import TlsConnection
 
@@ -69,6 +69,23 @@ def listener_alpn(cfg: ListenerConfig) -> tuple[str, ...]:
     return HTTP_ALPN if cfg.kind in ("https", "ipps") else ()
 
 
+def server_policy(cfg: ListenerConfig) -> ServerPolicy:
+    """What every context serving this listener enforces (see ``gateway.tls.policy``).
+
+    ipps stops at TLS 1.2: libcups (ipptool, CUPS clients) drops and redials the connection
+    forever when it receives TLS 1.3 session tickets, and pyOpenSSL has no call to send none
+    (``SSL_CTX_set_num_tickets``). TLS 1.2 sends a ticket only to a client that asks for one.
+    """
+    tls = cfg.tls
+    kw: dict[str, Any] = {"min_version": tls.min_version, "alpn": listener_alpn(cfg),
+                          "max_version": "1.2" if cfg.kind == "ipps" else "1.3"}
+    for name in ("ciphers", "ciphersuites", "groups"):
+        value = getattr(tls, name)
+        if value is not None:
+            kw[name] = value
+    return ServerPolicy(**kw)
+
+
 def proxy_settings(cfg: ListenerConfig) -> ProxySettings:
     """The proxy's settings from a listener's config."""
     routes: tuple[Route, ...]
@@ -107,12 +124,13 @@ class Listener:
         self._reuse_port = reuse_port
         http = config.kind in ("https", "ipps")
         self.alpn = listener_alpn(config)
-        self.selector = SniSelector(ref=ref, cache=cache, default=default, alpn=self.alpn,
-                                    strict=config.strict_sni)
-        self.base_context = base_context(config.tls, self.alpn,
-                                         session_tickets=config.kind != "ipps")
-        self.base_context.sni_callback = self.selector  # type: ignore[assignment]
-        self._read_ahead = readahead.enable(self.base_context)
+        self.policy = server_policy(config)
+        # The base context only starts handshakes: the selector always switches to a chain
+        # context (or to ``refusal``, which has no certificate), each built from the policy.
+        self.selector = SniSelector(ref=ref, cache=cache, default=default, policy=self.policy,
+                                    refusal=new_context(self.policy), strict=config.strict_sni)
+        self.base_context = new_context(self.policy)
+        self.base_context.set_tlsext_servername_callback(self.selector)
         self._default_names = default.served.names
         self._settings = proxy_settings(config) if http else None
         self._pool = UpstreamPool() if http else None
@@ -168,15 +186,15 @@ class Listener:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._connections.add(
-                TlsConnection(loop, sock, peer, self.base_context, self._app, self, timeout,
-                              self._read_ahead))
+                TlsConnection(loop, sock, peer, self.base_context, self._app, self, timeout))
 
     def _app(self) -> asyncio.Protocol:
         if self._settings is not None and self._pool is not None:
             conn: dict[str, Any] = {}  # filled after the handshake, read per request
+            tls: list[TlsConnection] = []  # the connection, once the context is built
             return ProxyProtocol(self._settings, self._pool,
-                                 lambda t: self._connection_context(t, conn),
-                                 lambda record: self._on_request(record, conn), self._loop)
+                                 lambda t: self._connection_context(t, conn, tls),
+                                 lambda record: self._on_request(record, conn, tls), self._loop)
         host, _, port = (self.config.upstream or "").rpartition(":")
         return _TcpApp(self, host=host, port=int(port),
                        connect_timeout_s=self.config.upstream_connect_timeout_s)
@@ -196,14 +214,16 @@ class Listener:
         """Client address, SNI, account and TLS version of an established connection."""
         conn = cast(TlsConnection, transport)
         peer = conn.get_extra_info("peername") or ("", 0)
-        sslobj = conn.get_extra_info("ssl_object")
+        ssl_conn = conn.get_extra_info("ssl_object")
         served = conn.context.served if conn.certgate_result == "ok" else None  # type: ignore[attr-defined]
         return {"client": peer[0], "client_port": peer[1], "sni": conn.certgate_sni,
                 "account": served.account_id if served else None,
-                "tls": sslobj.version(), "served": served}
+                "tls": ssl_conn.get_protocol_version_name(), "served": served}
 
-    def _connection_context(self, transport: asyncio.Transport,
-                            conn: dict[str, Any]) -> ConnectionContext:
+    def _connection_context(self, transport: asyncio.Transport, conn: dict[str, Any],
+                            tls: list[TlsConnection]) -> ConnectionContext:
+        if isinstance(transport, TlsConnection):
+            tls.append(transport)
         info = self.connection_info(transport)
         served = info.pop("served")
         conn.update(info)
@@ -219,23 +239,42 @@ class Listener:
         return ConnectionContext(client_host=info["client"], client_port=info["client_port"],
                                  account_id=info["account"], host_allowed=host_allowed)
 
-    def _on_request(self, record: RequestRecord, conn: dict[str, Any]) -> None:
+    def _on_request(self, record: RequestRecord, conn: dict[str, Any],
+                    tls: list[TlsConnection]) -> None:
         m, name = self.metrics, self.name
         m.requests[(name, record.status)] += 1  # label text is made at scrape time
         m.bytes[(name, "in")] += record.bytes_in
-        m.bytes[(name, "out")] += record.bytes_out
+        self._on_request_detail(record)
+        if not tls:
+            self._log_request(record, conn, record.bytes_out)
+            return
+        # The response's bytes may still wait for the socket: log what the client was sent
+        # once they left, or once the connection ended without them. The unsent bytes are
+        # the end of this response (its body), so the body bytes sent are the body minus them.
+        transport = tls[0]
+        end = transport.bytes_written
+        transport.call_when_sent(end, lambda sent: self._log_request(
+            record, conn, max(0, record.bytes_out - (end - sent))))
+
+    def _on_request_detail(self, record: RequestRecord) -> None:
+        m, name = self.metrics, self.name
         if record.upstream_latency_s is not None:
             m.upstream_latency.observe(name, record.upstream_latency_s)
         if record.ipp_operation is not None:
             status = "none" if record.ipp_status is None else f"0x{record.ipp_status:04x}"
             m.ipp_operations[(name, record.ipp_operation, status)] += 1
+
+    def _log_request(self, record: RequestRecord, conn: dict[str, Any], bytes_out: int) -> None:
+        """``bytes_out``: body bytes the client was sent (written to its socket)."""
+        name = self.name
+        self.metrics.bytes[(name, "out")] += bytes_out
         if not self.access_log.enabled:
             return
         self.access_log.write({"listener": name, **conn, "method": record.method,
                     "path": record.path, "host": record.host, "status": record.status,
                     "ipp_operation": record.ipp_operation,
                     "ipp_request_id": record.ipp_request_id, "ipp_status": record.ipp_status,
-                    "bytes_in": record.bytes_in, "bytes_out": record.bytes_out,
+                    "bytes_in": record.bytes_in, "bytes_out": bytes_out,
                     "duration_ms": round(record.duration_s * 1000, 3), "error": record.error})
 
     def stop_accepting(self) -> None:
@@ -288,11 +327,20 @@ class _TcpApp(TcpPipe):
         super().connection_made(transport)
 
     def _report_close(self, record: PipeRecord) -> None:
+        # Reported once the client's transport has written what it was given (or closed
+        # first): ``bytes_out`` is what reached the client's socket, not what was handed over.
+        client = self._client
+        if isinstance(client, TlsConnection):
+            client.call_when_sent(client.bytes_written, lambda sent: self._log(record, sent))
+        else:
+            self._log(record, record.bytes_out)
+
+    def _log(self, record: PipeRecord, bytes_out: int) -> None:
         m, name = self._listener.metrics, self._listener.name
         m.bytes[(name, "in")] += record.bytes_in
-        m.bytes[(name, "out")] += record.bytes_out
+        m.bytes[(name, "out")] += bytes_out
         info = dict(self._info)
         info.pop("served", None)
         self._listener.access_log.write({"listener": name, **info, "bytes_in": record.bytes_in,
-                    "bytes_out": record.bytes_out,
+                    "bytes_out": bytes_out,
                     "duration_ms": round(record.duration_s * 1000, 3), "error": record.error})

@@ -15,7 +15,6 @@ import ipaddress
 import logging
 import signal
 import socket
-import ssl
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -30,10 +29,11 @@ from gateway.admin.app import SERVER_LOG, create_app
 from gateway.config import Config, ListenerConfig, load_config
 from gateway.errors import ConfigError
 from gateway.lifecycle import Lifecycle
-from gateway.listener import Listener, listener_alpn, open_socket
+from gateway.listener import Listener, open_socket, server_policy
 from gateway.observe import AccessLog, Metrics
 from gateway.reload import Follower
-from gateway.tls.contexts import ChainContext, ContextCache, chain_context
+from gateway.tls.contexts import ChainContext, ContextCache, admin_context, chain_context
+from gateway.tls.policy import ServerPolicy
 from gateway.tls.selector import SnapshotRef
 from gateway.workershare import PUBLISH_S, WorkerShare
 
@@ -148,18 +148,18 @@ class Gateway:
         # Accounts whose chains were in use get their new contexts now, right after the
         # swap, instead of in the next client's handshake (about 0.7 ms each).
         snapshot = self.ref.snapshot
-        for account_id, alpns in dropped.items():
+        for account_id, policies in dropped.items():
             for served in snapshot.selected(account_id)[:WARM_CHAINS]:
-                for alpn in alpns:
+                for policy in policies:
                     try:
-                        self.cache.get(served, alpn)
+                        self.cache.get(served, policy)
                     except Exception:  # the handshake that needs it reports it
                         log.warning("chain %s: context not built in advance", served.chain_id)
 
     def _active(self) -> dict[str, int]:
         return {name: listener.active for name, listener in self.listeners.items()}
 
-    async def _default_context(self, cfg: ListenerConfig, alpn: tuple[str, ...],
+    async def _default_context(self, cfg: ListenerConfig, policy: ServerPolicy,
                                index: int) -> ChainContext:
         if cfg.default_chain is not None:
             try:
@@ -168,13 +168,13 @@ class Gateway:
                 raise ConfigError(f"listeners.{index}.default_chain: no chain with id "
                                   f"{cfg.default_chain!r}", key=f"listeners.{index}.default_chain"
                                   ) from e
-            return self.cache.get(served, alpn)
+            return self.cache.get(served, policy)
         if self._generated_default is None:
             binds = [c.bind for c in self.config.listeners]
             self._generated_default = await self.store.ephemeral_chain(
                 name=DEFAULT_NAME, ip_addresses=_bind_ips(binds))
         served, key = self._generated_default
-        return chain_context(served, key, alpn)
+        return chain_context(served, key, policy)
 
     async def _start_listener(self, cfg: ListenerConfig,
                               config: Config | None = None) -> Listener:
@@ -183,7 +183,7 @@ class Gateway:
         The listener is returned, not yet tracked: the caller decides when it replaces one.
         """
         index = list((config or self.config).listeners).index(cfg)
-        default = await self._default_context(cfg, listener_alpn(cfg), index)
+        default = await self._default_context(cfg, server_policy(cfg), index)
         listener = Listener(cfg, ref=self.ref, cache=self.cache, default=default,
                             metrics=self.metrics, access_log=self.access_log,
                             reuse_port=self._reuse_port)
@@ -200,8 +200,7 @@ class Gateway:
         served, key = await self.store.ephemeral_chain(name="localhost",
                                                        ip_addresses=_bind_ips([bind]),
                                                        key_type="ecdsa-p256")
-        ctx = chain_context(served, key, ())
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx = admin_context(served, key)
         app = create_app(self.metrics, self.store,
                          max_upload_bytes=self.config.admin.max_upload_bytes,
                          settle=self.settle)

@@ -3,6 +3,12 @@
 Embedded terminals speak their own protocols over TLS; the gateway does not parse them. Each
 direction applies back-pressure: when one side's write buffer is full, the other side stops
 reading until it drains, so a slow peer never makes the gateway buffer without bound.
+
+Each direction also ends on its own (half-close), as nginx and haproxy pipe it: a client's
+end of input (``close_notify``, or a TCP FIN without it, which embedded terminals often send)
+becomes a FIN to the upstream, and the upstream's reply still reaches the client; an
+upstream's FIN becomes the client's ``close_notify``, and the client's remaining bytes still
+reach the upstream. The connection closes once both directions have ended.
 """
 
 from __future__ import annotations
@@ -32,8 +38,7 @@ class _UpstreamSide(asyncio.Protocol):
         self._pipe.from_upstream(data)
 
     def eof_received(self) -> bool:
-        self._pipe.close()
-        return False
+        return self._pipe.upstream_eof()
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._pipe.close()
@@ -56,7 +61,7 @@ class TcpPipe(asyncio.Protocol):
         self._client: asyncio.Transport | None = None
         self._upstream: asyncio.Transport | None = None
         self._pending: list[bytes] = []
-        self._client_eof = False
+        self._client_eof = self._upstream_eof = False
         self._closed = False
         self._bytes_in = self._bytes_out = 0
         self._started = time.monotonic()
@@ -111,14 +116,30 @@ class TcpPipe(asyncio.Protocol):
             self._client.write(data)
 
     def eof_received(self) -> bool:
+        """The client's input ended: pass the half-close on, keep sending it the reply."""
         self._client_eof = True
         upstream = self._upstream
         if upstream is None:
             return True  # keep open until connected, then half-close
+        if self._upstream_eof:
+            self.close()  # both directions have ended
+            return False
         if not upstream.is_closing() and upstream.can_write_eof():
             upstream.write_eof()  # half-close: the terminal may still get a reply
             return True
         return False
+
+    def upstream_eof(self) -> bool:
+        """The upstream's output ended: tell the client (``close_notify``), keep reading it.
+        Returns whether the upstream transport stays open (for the client's bytes)."""
+        self._upstream_eof = True
+        client = self._client
+        if self._client_eof or client is None or client.is_closing() \
+                or not client.can_write_eof():
+            self.close()
+            return False
+        client.write_eof()
+        return True
 
     def pause_writing(self) -> None:
         if self._upstream is not None:

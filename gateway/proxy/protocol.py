@@ -159,12 +159,11 @@ class ProxyProtocol(asyncio.Protocol):
             self._emit(exchange)
 
     def eof_received(self) -> bool | None:
-        # A half-closed client still gets its in-flight response on plain TCP; with TLS
-        # asyncio closes regardless (returning True would only log a warning).
+        # A half-closed client (FIN, or close_notify: the TLS transport keeps writing after
+        # either) still gets its in-flight response, then the connection closes.
         if self._exchange is not None and self.transport is not None:
-            if self.transport.get_extra_info("sslcontext") is None:
-                self.draining = True
-                return True
+            self.draining = True
+            return True
         return None
 
     def data_received(self, data: bytes) -> None:

@@ -1,11 +1,14 @@
-"""Server SSLContexts: the listener's base context (policy) and one context per chain.
+"""Server contexts: the listener's base context and one context per (chain, policy).
 
-A per-chain context only carries the certificate chain and key (plus ALPN, which OpenSSL
-reads from the context the SNI callback switched to); protocol versions and ciphers stay
-those of the listener's base context, because ``SSL_set_SSL_CTX`` does not change them.
+OpenSSL takes the cipher list, the TLS 1.3 suites, the groups and the ALPN callback from the
+context the SNI callback switches to (``SSL_set_SSL_CTX`` keeps only the versions and options
+of the SSL object it started with). So a per-chain context is built from the listener's
+whole policy (:mod:`gateway.tls.policy`), and the cache is keyed by (chain, policy): two
+listeners with different policies never share a context.
 
-Keys are loaded through an anonymous memory file (``memfd_create``): ``load_cert_chain``
-only takes paths, and the decrypted key must never touch the disk.
+Keys are loaded through an anonymous memory file (``memfd_create``): OpenSSL's loaders
+take paths, and the decrypted key must never touch the disk. The data path uses pyOpenSSL;
+the admin listener (aiohttp) keeps a standard-library context (:func:`admin_context`).
 """
 
 from __future__ import annotations
@@ -14,21 +17,17 @@ import base64
 import os
 import ssl
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from OpenSSL import SSL
 
 from certstore.snapshot import ServedChain
-from gateway.config import TlsPolicy
-
-# Mozilla "intermediate" TLS 1.2 suites (TLS 1.3 suites are OpenSSL's defaults, all AEAD).
-MOZILLA_INTERMEDIATE = ":".join([
-    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
-    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
-    "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
-    "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384", "DHE-RSA-CHACHA20-POLY1305",
-])
+from gateway.tls import policy as tls_policy
+from gateway.tls.policy import ServerPolicy
 
 
-class ChainContext(ssl.SSLContext):
+class ChainContext(SSL.Context):
     """A server context for one chain; ``served`` tells connections what they got."""
 
     served: ServedChain
@@ -43,48 +42,52 @@ def key_pem(key_der: bytes) -> bytes:
     return b"-----BEGIN %s-----\n%s-----END %s-----\n" % (_PKCS8_LABEL, body, _PKCS8_LABEL)
 
 
-def load_in_memory(ctx: ssl.SSLContext, chain_pem: bytes, key_der: bytes) -> None:
-    """``load_cert_chain`` from an anonymous in-memory file; nothing is written to disk."""
+@contextmanager
+def _in_memory(chain_pem: bytes, key_der: bytes) -> Iterator[str]:
+    """A path to an anonymous in-memory file holding the chain and the key."""
     fd = os.memfd_create("certgate-chain", os.MFD_CLOEXEC)
     try:
         os.write(fd, chain_pem + key_pem(key_der))
-        ctx.load_cert_chain(f"/proc/self/fd/{fd}")
+        yield f"/proc/self/fd/{fd}"
     finally:
         os.close(fd)
 
 
-def chain_context(served: ServedChain, key_der: bytes, alpn: tuple[str, ...]) -> ChainContext:
-    """A context serving one chain."""
-    ctx = ChainContext(ssl.PROTOCOL_TLS_SERVER)
-    load_in_memory(ctx, served.chain_pem, key_der)
-    if alpn:
-        ctx.set_alpn_protocols(list(alpn))
+def new_context(policy: ServerPolicy) -> SSL.Context:
+    """A server context enforcing ``policy``, without a certificate."""
+    ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+    _configure(ctx, policy)
+    return ctx
+
+
+def _configure(ctx: SSL.Context, policy: ServerPolicy) -> None:
+    tls_policy.apply(ctx, policy, tls_policy.alpn_selector(policy.alpn) if policy.alpn
+                     else None)
+
+
+def chain_context(served: ServedChain, key_der: bytes, policy: ServerPolicy) -> ChainContext:
+    """A context serving one chain (leaf first, then its issuers) under ``policy``."""
+    ctx = ChainContext(SSL.TLS_SERVER_METHOD)
+    _configure(ctx, policy)
+    with _in_memory(served.chain_pem, key_der) as path:
+        # The chain loader skips the key's PEM block; the key loader skips the certificates.
+        ctx.use_certificate_chain_file(path)
+        ctx.use_privatekey_file(path)
+    ctx.check_privatekey()
     ctx.served = served
     return ctx
 
 
-def base_context(policy: TlsPolicy, alpn: tuple[str, ...], *,
-                 session_tickets: bool = True) -> ssl.SSLContext:
-    """A listener's context: versions, ciphers, ALPN; chains are attached by SNI.
-
-    ``session_tickets=False`` sends no TLS 1.3 tickets: libcups (ipptool, CUPS clients)
-    drops and redials the connection forever when it receives them. The SSL object copies
-    this setting from the base context at creation, so the SNI switch does not undo it.
-    """
+def admin_context(served: ServedChain, key_der: bytes) -> ssl.SSLContext:
+    """The admin listener's standard-library context (aiohttp takes an ``SSLContext``)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = (ssl.TLSVersion.TLSv1_3 if policy.min_version == "1.3"
-                           else ssl.TLSVersion.TLSv1_2)
-    ctx.set_ciphers(policy.ciphers or MOZILLA_INTERMEDIATE)
-    # No renegotiation (CVE-2009-3555 class of issues), no compression (CRIME).
-    ctx.options |= ssl.OP_NO_RENEGOTIATION | ssl.OP_NO_COMPRESSION
-    if alpn:
-        ctx.set_alpn_protocols(list(alpn))
-    if not session_tickets:
-        ctx.num_tickets = 0
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    with _in_memory(served.chain_pem, key_der) as path:
+        ctx.load_cert_chain(path)
     return ctx
 
 
-_Key = tuple[str, tuple[str, ...]]  # chain id, ALPN list
+_Key = tuple[str, ServerPolicy]  # chain id, policy
 
 
 class ContextCache:
@@ -101,14 +104,14 @@ class ContextCache:
         # walking the whole cache (10,000 entries take milliseconds to walk).
         self._by_account: dict[str, set[_Key]] = {}
 
-    def get(self, served: ServedChain, alpn: tuple[str, ...]) -> ChainContext:
-        """The context for ``served`` (built now if not cached)."""
-        key = (served.chain_id, alpn)
+    def get(self, served: ServedChain, policy: ServerPolicy) -> ChainContext:
+        """The context for ``served`` under ``policy`` (built now if not cached)."""
+        key = (served.chain_id, policy)
         ctx = self._items.get(key)
         if ctx is not None and ctx.served.fingerprint_sha256 == served.fingerprint_sha256:
             self._items.move_to_end(key)
             return ctx
-        ctx = chain_context(served, self._open_key(served), alpn)
+        ctx = chain_context(served, self._open_key(served), policy)
         self._items[key] = ctx
         self._by_account.setdefault(served.account_id, set()).add(key)
         if len(self._items) > self._limit:
@@ -123,10 +126,10 @@ class ContextCache:
             if not keys:
                 del self._by_account[account_id]
 
-    def drop_accounts(self, account_ids: set[str]) -> dict[str, set[tuple[str, ...]]]:
+    def drop_accounts(self, account_ids: set[str]) -> dict[str, set[ServerPolicy]]:
         """Forget the contexts of these accounts' chains; returns, per account that had any,
-        the ALPN lists they were built for (what the caller may rebuild at once)."""
-        dropped: dict[str, set[tuple[str, ...]]] = {}
+        the policies they were built for (what the caller may rebuild at once)."""
+        dropped: dict[str, set[ServerPolicy]] = {}
         for account_id in account_ids:
             for key in self._by_account.pop(account_id, ()):
                 self._items.pop(key, None)
@@ -134,7 +137,7 @@ class ContextCache:
         return dropped
 
     def holds(self, chain_id: str) -> bool:
-        """Whether a context for this chain is built (for any ALPN list)."""
+        """Whether a context for this chain is built (under any policy)."""
         return any(key[0] == chain_id for key in self._items)
 
     def __len__(self) -> int:

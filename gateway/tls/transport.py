@@ -1,21 +1,27 @@
-"""TLS on a non-blocking socket, driven by the event loop's readiness callbacks.
+"""TLS on a non-blocking socket through OpenSSL memory BIOs (pyOpenSSL).
 
-Why not asyncio's ``SSLProtocol``: it runs OpenSSL over memory BIOs, so every record crosses
-two Python-level buffers and several method calls before it reaches the socket. Here OpenSSL
-reads and writes the socket itself (a socket BIO, as in nginx); Python only learns "want
-read" or "want write" and waits for the file descriptor. With the bench's Go load generator
-(1,000 tenants, ECDSA P-256, one core) a bare uvloop server did 3,250 full handshakes per
-CPU-second with ``SSLProtocol`` and 4,150-4,380 this way; nginx does about 4,900.
+One readiness callback reads up to :data:`READ_BUDGET` bytes of records with a single
+``recv`` and hands them to OpenSSL (``bio_write``); the plaintext is then decrypted record by
+record and given to the protocol in one call. So a bulk upload costs one system call per
+256 KiB, not two per 16 KiB record (the read-ahead a socket BIO needs a setting for), and
+OpenSSL never touches the socket: it cannot "want write" while reading or "want read" while
+writing, and renegotiation is refused by the policy (``OP_NO_RENEGOTIATION``). What OpenSSL
+writes (handshake flights, alerts, KeyUpdate answers, records) is pulled out (``bio_read``)
+and sent by us; what the socket does not take waits in :attr:`_out`, whose size is the
+back-pressure signal.
 
-A socket BIO also fixes CPython gh-98078 by construction: OpenSSL writes a failed
-handshake's alert (``unrecognized_name``...) to the socket before ``do_handshake`` raises,
-where asyncio's memory-BIO path dropped it.
+Because the ciphertext passes through our hands we know when a write's records have left
+for the socket: :attr:`bytes_sent` counts plaintext bytes whose records the kernel accepted,
+which the access log reports (a client that disconnects early shows the smaller figure).
 
-The retry rules are OpenSSL's: a write that wants more socket space is retried with the
-same bytes (CPython sets ``SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER``, so the buffer may move
-and grow); a read may want to write (a TLS 1.3 key update answered on a full socket) and a
-write may want to read. Decrypted bytes OpenSSL holds (``pending()``) are invisible to the
-poller, so reading resumes through the loop when any are left.
+Closing: a peer's ``close_notify`` or a TCP FIN without one (``OP_IGNORE_UNEXPECTED_EOF``, as
+nginx and haproxy) ends the read direction only; the protocol decides (``eof_received``)
+whether replies still go out. :meth:`write_eof` sends our ``close_notify`` and keeps
+reading (TLS half-close, RFC 8446 section 6.1).
+
+A failed handshake's alert is sent before the socket closes (CPython gh-98078 lost it on
+asyncio's memory-BIO path). The SNI selector may ask for a specific alert
+(:meth:`refuse`): OpenSSL's own output is then replaced by that alert record.
 """
 
 from __future__ import annotations
@@ -23,28 +29,40 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import ssl
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from gateway.tls.readahead import ReadAhead
+from OpenSSL import SSL
 
 log = logging.getLogger("certgate.tls")
 
 READ_BUDGET = 262144
-"""Bytes read per readiness callback before other connections get their turn."""
-_FULL_RECORD = 16384
+"""Bytes read from the socket, and plaintext delivered, per readiness callback."""
+_RECORD = 16384
 """A TLS record's largest plaintext (RFC 8446 section 5.1): one ``SSL_read``."""
 _READ_VIEW = memoryview(bytearray(READ_BUDGET))
 HIGH_WATER = 65536
 """Default write buffer size above which the protocol is asked to pause (asyncio's)."""
+_FLIGHT = 16384
+"""``bio_read`` size for handshake flights and alerts."""
 
-_WantRead = ssl.SSLWantReadError
-_WantWrite = ssl.SSLWantWriteError
-_CleanEof = (ssl.SSLZeroReturnError, ssl.SSLEOFError)
+ALERT_UNRECOGNIZED_NAME = 112  # RFC 6066 section 3
+ALERT_INTERNAL_ERROR = 80  # RFC 8446 section 6.2
+
+_WantRead = SSL.WantReadError
+_ZeroReturn = SSL.ZeroReturnError
+_SysCall = SSL.SysCallError
+_Error = SSL.Error
 
 # States.
 _HANDSHAKE, _OPEN, _CLOSING, _CLOSED = range(4)
+
+
+def alert_record(description: int) -> bytes:
+    """A fatal alert as a plaintext record (before any key is in use: RFC 8446 section 5.1,
+    legacy record version 0x0303)."""
+    return bytes((21, 3, 3, 0, 2, 2, description))
 
 
 class TlsHooks(Protocol):
@@ -60,44 +78,48 @@ class TlsHooks(Protocol):
 class TlsConnection(asyncio.Transport):
     """One accepted TLS connection: the server handshake, then a transport for ``app``.
 
-    The connection is the ``owner`` OpenSSL's SNI callback receives: the listener's selector
-    sets :attr:`context` (the chain) and records :attr:`certgate_sni` and
-    :attr:`certgate_result` on it. ``app.connection_made`` runs once the handshake is done.
+    The pyOpenSSL connection's app data is this object: the listener's SNI selector switches
+    its context (the chain) and records :attr:`certgate_sni` and :attr:`certgate_result` on
+    it. ``app.connection_made`` runs once the handshake is done.
     """
 
     __slots__ = (
         "__weakref__",
+        "_alert",
         "_app",
         "_app_factory",
         "_app_paused",
         "_base",
+        "_eof_in",
+        "_eof_out",
         "_fd",
         "_high",
         "_hooks",
-        "_hs_writing",
         "_loop",
         "_low",
+        "_marks",
+        "_out",
+        "_out_sent",
+        "_out_total",
         "_peer",
-        "_read_ahead",
+        "_plain_sent",
+        "_plain_written",
         "_read_paused",
-        "_read_wants_write",
         "_reading",
         "_sock",
-        "_ssl_ptr",
-        "_sslobj",
+        "_ssl",
         "_state",
+        "_tcp_eof",
         "_timer",
-        "_wbuf",
-        "_write_wants_read",
+        "_waiters",
         "_writing",
         "certgate_result",
         "certgate_sni",
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, peer: Any,
-                 base: ssl.SSLContext, app_factory: Callable[[], asyncio.Protocol],
-                 hooks: TlsHooks, handshake_timeout_s: float,
-                 read_ahead: ReadAhead | None = None) -> None:
+                 base: SSL.Context, app_factory: Callable[[], asyncio.Protocol],
+                 hooks: TlsHooks, handshake_timeout_s: float) -> None:
         """Start the server handshake of an accepted, non-blocking ``sock``; the protocol
         is made by ``app_factory`` once the handshake succeeds."""
         # BaseTransport.__init__ only sets up ``_extra``, which get_extra_info replaces.
@@ -111,89 +133,131 @@ class TlsConnection(asyncio.Transport):
         self._peer = peer
         self._state = _HANDSHAKE
         self._reading = True
-        self._read_paused = self._read_wants_write = self._write_wants_read = False
-        self._hs_writing = self._writing = self._app_paused = False
-        self._wbuf = bytearray()
+        self._read_paused = self._writing = self._app_paused = False
+        self._tcp_eof = self._eof_in = self._eof_out = False
+        self._alert: int | None = None
+        self._out = bytearray()  # ciphertext the socket has not taken yet
+        self._out_total = self._out_sent = 0  # ciphertext produced / taken by the socket
+        self._plain_written = self._plain_sent = 0
+        # (ciphertext end, plaintext total) per write: what bytes_sent advances through.
+        self._marks: deque[tuple[int, int]] = deque()
+        self._waiters: list[tuple[int, Callable[[int], None]]] = []
         self._high, self._low = HIGH_WATER, HIGH_WATER // 4
         self.certgate_sni: str | None = None
         self.certgate_result: str | None = None
-        # SSLContext._wrap_socket is the C constructor ssl.SSLSocket itself uses; calling it
-        # directly skips SSLSocket's Python set-up, which costs as much as our whole
-        # per-connection work. The owner (weakly referenced) is what sni_callback receives.
-        self._sslobj: Any = base._wrap_socket(  # type: ignore[attr-defined]
-            sock, True, None, owner=self)
-        self._read_ahead = read_ahead
-        self._ssl_ptr = read_ahead.ssl_pointer(self._sslobj) if read_ahead is not None else 0
+        ssl_conn = self._ssl = SSL.Connection(base, None)
+        ssl_conn.set_accept_state()
+        ssl_conn.set_app_data(self)  # released in _teardown: no cycle outlives the socket
         self._timer: asyncio.TimerHandle | None = loop.call_later(
             handshake_timeout_s, self._handshake_timeout)
         # One reader callback for the connection's life, dispatching on the state: replacing
         # it after the handshake would cost the poller more than the branch does.
         loop.add_reader(self._fd, self._on_readable)
 
-    # -- handshake ------------------------------------------------------------------------
+    # -- for the selector and the listener ------------------------------------------------
 
     @property
-    def context(self) -> ssl.SSLContext:
+    def context(self) -> SSL.Context:
         """The context serving this connection (the chain's, once the SNI callback ran)."""
-        ctx: ssl.SSLContext = self._sslobj.context
-        return ctx
+        return self._ssl.get_context()
 
-    @context.setter
-    def context(self, ctx: ssl.SSLContext) -> None:
-        self._sslobj.context = ctx
+    def refuse(self, alert: int) -> None:
+        """Fail this handshake with ``alert`` instead of whatever OpenSSL would send."""
+        self._alert = alert
+
+    @property
+    def bytes_written(self) -> int:
+        """Plaintext bytes the protocol handed to :meth:`write`."""
+        return self._plain_written
+
+    @property
+    def bytes_sent(self) -> int:
+        """Plaintext bytes whose records were written to the socket."""
+        return self._plain_sent
+
+    def call_when_sent(self, position: int, callback: Callable[[int], None]) -> None:
+        """Call ``callback(bytes_sent)`` once :attr:`bytes_sent` reaches ``position``, or
+        when the connection closes first (with the smaller figure)."""
+        if self._plain_sent >= position or self._state == _CLOSED:
+            callback(self._plain_sent)
+        else:
+            self._waiters.append((position, callback))
+
+    # -- handshake ------------------------------------------------------------------------
 
     def _on_readable(self) -> None:
         if self._state == _HANDSHAKE:
-            self._do_handshake()
-        else:
-            self._read_ready()
+            if self._fill():
+                self._do_handshake()
+        elif self._fill():
+            self._drain()
+
+    def _fill(self) -> bool:
+        """Give OpenSSL what the socket holds; False if there was nothing (or it failed)."""
+        try:
+            n = self._sock.recv_into(_READ_VIEW)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as e:
+            self._fatal(e)
+            return False
+        if n:
+            self._ssl.bio_write(_READ_VIEW[:n])
+            return True
+        # TCP FIN: OpenSSL sees the end of its input; the poller would report it forever.
+        self._tcp_eof = True
+        self._ssl.bio_shutdown()
+        self._set_reading(False)
+        return True
 
     def _do_handshake(self) -> None:
         try:
-            self._sslobj.do_handshake()
+            self._ssl.do_handshake()
         except _WantRead:
-            if self._hs_writing:
-                self._hs_writing = False
-                self._loop.remove_writer(self._fd)
-                self._loop.add_reader(self._fd, self._on_readable)
+            self._pull(_FLIGHT)
+            if self._tcp_eof:  # the client left mid-handshake
+                self._handshake_failed("failed", EOFError("peer closed during handshake"))
             return
-        except _WantWrite:
-            # Our flight did not fit the socket buffer: wait for room, not for bytes.
-            if not self._hs_writing:
-                self._hs_writing = True
-                self._loop.remove_reader(self._fd)
-                self._loop.add_writer(self._fd, self._do_handshake)
-            return
-        except (OSError, ValueError) as exc:
-            # OpenSSL has already written the alert, if any, to the socket.
-            result = self.certgate_result
-            self._handshake_failed("unknown_sni" if result == "unknown_sni" else "failed", exc)
+        except _Error as exc:
+            self._handshake_failed(None, exc)
             return
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._hs_writing:
-            self._hs_writing = False
-            self._loop.remove_writer(self._fd)
-            self._loop.add_reader(self._fd, self._on_readable)
+        self._pull(_FLIGHT)  # TLS 1.3 session tickets, or TLS 1.2's last flight
+        if self._state != _HANDSHAKE:
+            return
         self._state = _OPEN
         self._hooks.handshake_done(self, self.certgate_result or "ok")
         # Made only now: a failed handshake costs no protocol.
         app = self._app = self._app_factory()
         app.connection_made(self)
-        if self._state == _OPEN and self._buffered():
-            # Bytes still in the kernel's buffer wake the (level-triggered) poller again;
-            # only what OpenSSL already holds needs reading now.
-            self._read_ready()
+        # The client's first request may have come with its Finished message.
+        self._drain()
 
-    def _handshake_failed(self, result: str, exc: BaseException | None) -> None:
+    def _handshake_failed(self, result: str | None, exc: BaseException | None) -> None:
         if self._state != _HANDSHAKE:
             return
+        if result is None:
+            result = self.certgate_result
+            result = result if result in ("unknown_sni", "invalid_sni") else "failed"
+        if self._alert is not None:
+            self._discard_output()
+            self._send(alert_record(self._alert))
+        else:
+            self._pull(_FLIGHT)  # OpenSSL's alert, if it wrote one
         self._hooks.handshake_done(self, result)
         self._state = _CLOSED
         log.debug("TLS handshake with %s failed: %s", self._peer, exc)
         self._teardown()
         self._hooks.connection_closed(self)
+
+    def _discard_output(self) -> None:
+        try:
+            while self._ssl.bio_read(_FLIGHT):
+                pass
+        except _Error:
+            pass
 
     def _handshake_timeout(self) -> None:
         self._timer = None
@@ -201,105 +265,59 @@ class TlsConnection(asyncio.Transport):
 
     # -- reading --------------------------------------------------------------------------
 
-    def _read_ready(self) -> None:
-        app = self._app
-        assert app is not None
-        if self._write_wants_read:
-            self._write_wants_read = False
-            self._write_ready()
-            if self._state >= _CLOSED:
-                return
-            if self._read_paused:
-                self._set_reading(False)
-                return
-        if self._read_paused or self._state != _OPEN:
+    def _drain(self) -> None:
+        """Hand the protocol what OpenSSL can decrypt from the records it was given."""
+        if self._read_paused or self._state != _OPEN or self._eof_in:
             return
-        sslobj = self._sslobj
-        try:
-            data = sslobj.read(_FULL_RECORD)
-        except _WantRead:
-            return
-        except _WantWrite:
-            self._wants_write()
-            return
-        except _CleanEof:
-            data = b""
-        except (OSError, ValueError) as e:
-            self._fatal(e)
-            return
-        if not data:
-            self._eof()
-            return
-        if len(data) < _FULL_RECORD and not self._buffered():
-            # A short record (a request, not a bulk upload): the socket is most likely
-            # drained, and if not the (level-triggered) poller says so. Not reading again
-            # saves the "want read" exception that read would raise.
-            app.data_received(data)
-            return
-        self._read_bulk(app, data)
-
-    def _read_bulk(self, app: asyncio.Protocol, first: bytes) -> None:
-        # Records are decrypted into one shared buffer and handed over together: a bulk
-        # upload then costs the protocol (parser, upstream write) one call per 256 KiB, not
-        # one per 16 KiB record. The loop is single-threaded and the bytes are copied out
-        # before the protocol runs, so sharing the buffer is safe.
-        sslobj, view, size = self._sslobj, _READ_VIEW, len(first)
-        view[:size] = first
-        eof, exc, wants_write = False, None, False
-        while size + _FULL_RECORD <= READ_BUDGET:
+        ssl_conn, chunks, size = self._ssl, [], 0
+        eof, exc = False, None
+        while True:
             try:
-                n = sslobj.read(_FULL_RECORD, view[size:size + _FULL_RECORD])
+                data = ssl_conn.recv(_RECORD)
             except _WantRead:
                 break
-            except _WantWrite:
-                wants_write = True
-                break
-            except _CleanEof:
+            except (_ZeroReturn, _SysCall):
+                # close_notify, or a FIN without it (a half-close, OP_IGNORE_UNEXPECTED_EOF).
                 eof = True
                 break
-            except (OSError, ValueError) as e:
+            except _Error as e:
                 exc = e
                 break
-            if not n:
-                eof = True
+            chunks.append(data)
+            size += len(data)
+            if size >= READ_BUDGET:
+                # Other connections get their turn; OpenSSL may hold more records.
+                self._loop.call_soon(self._drain)
                 break
-            size += n
-            if n < _FULL_RECORD and not self._buffered():
-                break
+        if chunks:
+            app = self._app
+            assert app is not None
+            app.data_received(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+            if self._state != _OPEN:
+                return
         else:
-            if self._buffered():  # the budget is spent, OpenSSL still holds records
-                self._loop.call_soon(self._read_ready)
-        app.data_received(bytes(view[:size]))
-        if self._state != _OPEN:
-            return
+            # Only control records came (a KeyUpdate to answer, an alert): send what OpenSSL
+            # wrote. After application data, an answer waits for our next write, which
+            # RFC 8446 section 4.6.3 allows.
+            self._pull(_FLIGHT)
         if exc is not None:
+            self._pull(_FLIGHT)  # OpenSSL's alert
             self._fatal(exc)
         elif eof:
-            self._eof()
-        elif wants_write:
-            self._wants_write()
+            self._on_eof()
 
-    def _wants_write(self) -> None:
-        # Reading needs to send first (a TLS 1.3 key update answered on a full socket).
-        self._read_wants_write = True
+    def _on_eof(self) -> None:
+        self._eof_in = True
         self._set_reading(False)
-        self._set_writing(True)
-
-    def _buffered(self) -> bool:
-        """Whether OpenSSL holds bytes the poller cannot see: decrypted ones, and with
-        read-ahead also records read from the socket but not yet decrypted."""
-        if self._read_ahead is not None:
-            return self._read_ahead.has_pending(self._ssl_ptr)
-        return bool(self._sslobj.pending())
-
-    def _eof(self) -> None:
-        self._set_reading(False)
-        assert self._app is not None
-        keep_open = self._app.eof_received()
-        if not keep_open:
+        app = self._app
+        assert app is not None
+        keep_open = app.eof_received()
+        if not keep_open or self._eof_out:
             self.close()
 
     def _set_reading(self, on: bool) -> None:
+        if on and (self._tcp_eof or self._eof_in):
+            return
         if on != self._reading and self._state < _CLOSED:
             self._reading = on
             if on:
@@ -312,18 +330,15 @@ class TlsConnection(asyncio.Transport):
         if self._state != _OPEN or self._read_paused:
             return
         self._read_paused = True
-        if not self._write_wants_read:
-            self._set_reading(False)
+        self._set_reading(False)
 
     def resume_reading(self) -> None:
-        """Deliver data again."""
+        """Deliver data again (first what OpenSSL already holds)."""
         if self._state != _OPEN or not self._read_paused:
             return
         self._read_paused = False
-        if not self._read_wants_write:
-            self._set_reading(True)
-            if self._buffered():
-                self._loop.call_soon(self._read_ready)
+        self._set_reading(True)
+        self._loop.call_soon(self._drain)
 
     def is_reading(self) -> bool:
         """Whether data is being delivered."""
@@ -333,32 +348,70 @@ class TlsConnection(asyncio.Transport):
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Encrypt and send ``data``; what the socket cannot take now is buffered."""
-        if self._state != _OPEN or not data:
+        if self._state != _OPEN or self._eof_out or not data:
             return
-        if not self._wbuf and not self._write_wants_read and not self._read_wants_write:
-            try:
-                n = self._sslobj.write(data)
-            except _WantWrite:
-                n = 0
-            except _WantRead:
-                n = 0
-                self._write_wants_read = True
-                self._set_reading(True)
-            except (OSError, ValueError) as exc:
-                self._fatal(exc)
-                return
-            if n == len(data):
-                return
-            # A retried write must start with the same bytes: keep all of them (``n`` is 0
-            # or everything: CPython does not enable partial writes).
-            self._wbuf += data
-            if not self._write_wants_read:
-                self._set_writing(True)
-        else:
-            self._wbuf += data
-        if not self._app_paused and len(self._wbuf) > self._high and self._app is not None:
+        size = len(data)
+        try:
+            # Memory BIOs never block: OpenSSL takes everything at once.
+            done = self._ssl.send(data)
+            while done < size:
+                done += self._ssl.send(memoryview(data)[done:])
+        except _Error as exc:
+            self._fatal(exc)
+            return
+        self._plain_written += size
+        # Records add at most 22 (TLS 1.3) or 29 (TLS 1.2) bytes per 16 KiB.
+        self._pull(size + (size >> 9) + 512)
+        self._marks.append((self._out_total, self._plain_written))
+        self._progress()
+        if not self._app_paused and len(self._out) > self._high and self._app is not None:
             self._app_paused = True
             self._app.pause_writing()
+
+    def _pull(self, size: int) -> None:
+        """Send what OpenSSL wrote (``size``: a guess of how much, to read it in one go)."""
+        ssl_conn = self._ssl
+        try:
+            while True:
+                chunk = ssl_conn.bio_read(size)
+                self._send(chunk)
+                if len(chunk) < size:
+                    return
+        except _WantRead:  # nothing (more) to send
+            return
+
+    def _send(self, chunk: bytes) -> None:
+        self._out_total += len(chunk)
+        if self._out or self._state == _CLOSED:
+            self._out += chunk
+            return
+        try:
+            n = self._sock.send(chunk)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except OSError as e:
+            self._out += chunk
+            self._loop.call_soon(self._fatal, e)
+            return
+        self._out_sent += n
+        if n < len(chunk):
+            self._out += memoryview(chunk)[n:]
+            self._set_writing(True)
+
+    def _progress(self) -> None:
+        """Advance :attr:`bytes_sent` to the writes whose records all left."""
+        marks, sent = self._marks, self._out_sent
+        while marks and marks[0][0] <= sent:
+            self._plain_sent = marks.popleft()[1]
+        if self._waiters:
+            self._wake(self._plain_sent)
+
+    def _wake(self, sent: int, *, all_: bool = False) -> None:
+        due = [cb for pos, cb in self._waiters if all_ or pos <= sent]
+        if due:
+            self._waiters = [] if all_ else [(p, cb) for p, cb in self._waiters if p > sent]
+            for cb in due:
+                cb(sent)
 
     def _set_writing(self, on: bool) -> None:
         if on != self._writing and self._state < _CLOSED:
@@ -369,49 +422,51 @@ class TlsConnection(asyncio.Transport):
                 self._loop.remove_writer(self._fd)
 
     def _write_ready(self) -> None:
-        if self._read_wants_write:
-            self._read_wants_write = False
-            if not self._read_paused:
-                self._set_reading(True)
-                self._read_ready()
-            if self._state >= _CLOSED:
-                return
-        if self._wbuf:
+        out = self._out
+        if out:
             try:
-                n = self._sslobj.write(self._wbuf)
-            except _WantWrite:
-                n = 0
-            except _WantRead:
-                n = 0
-                self._set_writing(False)
-                self._write_wants_read = True
-                self._set_reading(True)
-            except (OSError, ValueError) as exc:
-                self._wbuf.clear()
+                n = self._sock.send(out)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
                 self._fatal(exc)
                 return
-            if n:
-                del self._wbuf[:n]
-        if self._app_paused and len(self._wbuf) <= self._low and self._app is not None:
+            del out[:n]
+            self._out_sent += n
+            self._progress()
+        if self._app_paused and len(out) <= self._low and self._app is not None:
             self._app_paused = False
             self._app.resume_writing()
-        if not self._wbuf:
-            if not self._read_wants_write:
-                self._set_writing(False)
+        if not out:
+            self._set_writing(False)
             if self._state == _CLOSING:
                 self._finish_close(None)
 
     def can_write_eof(self) -> bool:
-        """TLS has no half-close here: ``close_notify`` ends the connection."""
-        return False
+        """TLS half-close: :meth:`write_eof` sends ``close_notify`` and keeps reading."""
+        return True
 
     def write_eof(self) -> None:
-        """Not supported (see :meth:`can_write_eof`)."""
-        raise NotImplementedError("TLS connections cannot half-close")
+        """Send ``close_notify`` after what is buffered; the peer may still send."""
+        if self._state != _OPEN or self._eof_out:
+            return
+        self._shutdown_tls()
+        if self._eof_in:
+            self.close()
+
+    def _shutdown_tls(self) -> None:
+        self._eof_out = True
+        try:
+            # With memory BIOs SSL_shutdown only writes close_notify (not waiting for the
+            # peer's, which RFC 8446 section 6.1 allows).
+            self._ssl.shutdown()
+        except _Error:
+            return
+        self._pull(_FLIGHT)
 
     def get_write_buffer_size(self) -> int:
-        """Bytes accepted by :meth:`write` and not yet sent."""
-        return len(self._wbuf)
+        """Bytes (of records) accepted by :meth:`write` and not yet sent."""
+        return len(self._out)
 
     def get_write_buffer_limits(self) -> tuple[int, int]:
         """(low, high) water marks."""
@@ -440,7 +495,9 @@ class TlsConnection(asyncio.Transport):
             return
         self._state = _CLOSING
         self._set_reading(False)
-        if not self._wbuf:
+        if not self._eof_out:
+            self._shutdown_tls()
+        if not self._out:
             self._finish_close(None)
 
     def abort(self) -> None:
@@ -450,24 +507,22 @@ class TlsConnection(asyncio.Transport):
             return
         if self._state >= _CLOSED:
             return
-        self._wbuf.clear()
+        self._out.clear()
         self._state = _CLOSING
-        self._finish_close(None, notify=False)
+        self._finish_close(None)
 
     def _fatal(self, exc: Exception) -> None:
+        if self._state >= _CLOSED:
+            return
+        if self._state == _HANDSHAKE:
+            self._handshake_failed("failed", exc)
+            return
         log.debug("TLS connection with %s: %s", self._peer, exc)
-        self._wbuf.clear()
+        self._out.clear()
         self._state = _CLOSING
-        self._finish_close(exc, notify=False)
+        self._finish_close(exc)
 
-    def _finish_close(self, exc: Exception | None, *, notify: bool = True) -> None:
-        if notify:
-            try:
-                # The first SSL_shutdown sends close_notify; not waiting for the peer's
-                # (RFC 8446 section 6.1 allows it) makes the second attempt raise.
-                self._sslobj.shutdown()
-            except (OSError, ValueError):
-                pass
+    def _finish_close(self, exc: Exception | None) -> None:
         self._teardown()
         self._state = _CLOSED
         self._loop.call_soon(self._connection_lost, exc)
@@ -480,10 +535,13 @@ class TlsConnection(asyncio.Transport):
         if self._reading:
             self._reading = False
             loop.remove_reader(fd)
-        if self._writing or self._hs_writing:
-            self._writing = self._hs_writing = False
+        if self._writing:
+            self._writing = False
             loop.remove_writer(fd)
         self._sock.close()
+        self._ssl.set_app_data(None)
+        if self._waiters:
+            self._wake(self._plain_sent, all_=True)
 
     def _connection_lost(self, exc: Exception | None) -> None:
         # Dropping the protocol breaks the transport <-> protocol cycle: the pair is freed
@@ -506,14 +564,15 @@ class TlsConnection(asyncio.Transport):
         self._app = protocol  # type: ignore[assignment]
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        """asyncio's keys: ``peername``, ``sockname``, ``socket``, ``sslcontext``,
-        ``ssl_object``, ``peercert``, ``cipher``, ``compression``."""
+        """asyncio's keys: ``peername``, ``sockname``, ``socket``, ``sslcontext`` (the
+        listener's pyOpenSSL context), ``ssl_object`` (the pyOpenSSL connection), ``cipher``
+        (name, version, secret bits)."""
         if name == "peername":
             return self._peer
         if name == "sslcontext":
             return self._base
         if name == "ssl_object":
-            return self._sslobj
+            return self._ssl
         if name == "socket":
             return self._sock
         if name == "sockname":
@@ -521,8 +580,7 @@ class TlsConnection(asyncio.Transport):
                 return self._sock.getsockname()
             except OSError:
                 return default
-        if name in ("peercert", "cipher", "compression") and self._state != _HANDSHAKE:
-            getter = {"peercert": self._sslobj.getpeercert, "cipher": self._sslobj.cipher,
-                      "compression": self._sslobj.compression}[name]
-            return getter()
+        if name == "cipher" and self._state != _HANDSHAKE:
+            s = self._ssl
+            return (s.get_cipher_name(), s.get_protocol_version_name(), s.get_cipher_bits())
         return default

@@ -120,3 +120,34 @@ def test_lifecycle_settings_reach_the_store() -> None:
     assert lifetimes.renew_fraction == 0.5
     assert lifetimes.expiring_within.total_seconds() == 86400
     assert config.lifecycle.check_interval_s == 30
+
+
+def _tls(kind: str = "https", **tls: object) -> dict[str, object]:
+    return {"data_dir": "v", "listeners": [{"name": "a", "kind": kind, "bind": "127.0.0.1:1",
+                                            "upstream": "http://h:1", "tls": tls}]}
+
+
+@pytest.mark.parametrize(("doc", "words"), [
+    (_tls(groups=["X25519", "P-256x"]), ["groups", "P-256x"]),
+    (_tls(groups=[]), ["groups"]),
+    (_tls(groups=["X25519\u00e9"]), ["groups"]),
+    (_tls(ciphers="NO-SUCH-CIPHER"), ["ciphers", "NO-SUCH-CIPHER"]),
+    (_tls(ciphersuites="TLS_AES_128_GCM_SHA256:TLS_NOPE"), ["ciphersuites", "TLS_NOPE"]),
+    (_tls(ciphersuites="ECDHE-ECDSA-AES128-GCM-SHA256"), ["ciphersuites"]),
+    (_tls(ciphersuites=""), ["ciphersuites", "empty"]),
+    (_tls(ciphers=":"), ["ciphers", "empty"]),
+    (_tls("ipps", min_version="1.3"), ["ipps", "TLS 1.2"]),
+])
+def test_a_tls_setting_openssl_refuses_fails_at_load(doc: dict[str, object],
+                                                     words: list[str]) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(doc, base_dir=Path("/"))
+    assert info.value.key is not None and info.value.key.startswith("listeners.0")
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_tls_groups_and_suites_load() -> None:
+    config = parse_config(_tls(groups=["X448", "secp521r1"],
+                               ciphersuites="TLS_AES_256_GCM_SHA384"), base_dir=Path("/"))
+    assert config.listeners[0].tls.groups == ("X448", "secp521r1")

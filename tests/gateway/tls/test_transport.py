@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import hashlib
 import socket
@@ -188,3 +189,86 @@ async def test_a_key_update_mid_connection_is_answered(tmp_path: Path) -> None:
         out = await asyncio.to_thread(_s_client_with_key_update, gw.listeners["web"].port)
     assert "KEYUPDATE" in out, out
     assert '"path": "/one"' in out and '"path": "/two"' in out, out
+
+
+def _hostile(port: int, payload: bytes, *, reset: bool) -> bytes:
+    """Send ``payload`` raw, then reset or half-close; what the server answered."""
+    import struct
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(payload)
+        if reset:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return b""
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        try:
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except ConnectionResetError:
+            pass
+        return b"".join(chunks)
+
+
+async def test_hostile_bytes_and_abrupt_closes_leave_the_listener_serving(
+        tmp_path: Path, capfd: object) -> None:
+    from tests.support.clienthello import client_hello
+
+    hello = client_hello(b"acme.test")
+    cases = [
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", False),  # plain HTTP on a TLS port
+        (bytes(range(256)) * 8, False),  # garbage
+        (b"\x16\x03\x01\xff\xff" + b"\x01" * 100, False),  # a record longer than sent
+        (b"\x16\x03\x01\x00\x00", False),  # an empty handshake record
+        (hello[:40], False),  # truncated ClientHello, then FIN
+        (hello[:40], True),  # truncated ClientHello, then RST
+        (hello, True),  # whole ClientHello, then RST before our flight is read
+        (hello + hello, False),  # two ClientHellos
+    ]
+    await init_store(tmp_path)
+    async with upstream_server() as up, running_gateway(tmp_path, [_listener(up)]) as gw:
+        port = gw.listeners["web"].port
+        for payload, reset in cases:
+            answer = await asyncio.to_thread(_hostile, port, payload, reset=reset)
+            # Never a plaintext reply; a TLS alert (content type 21) or a handshake at most.
+            assert answer == b"" or answer[0] in (21, 22), (payload[:20], answer[:20])
+        for _ in range(100):
+            if gw.listeners["web"].active == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert gw.listeners["web"].active == 0  # nothing left half-open
+        head = b"GET /ok HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        assert b'"path": "/ok"' in _body(await asyncio.to_thread(_request, port, head))
+    assert "Traceback" not in capfd.readouterr().err  # type: ignore[attr-defined]
+
+
+def _s_client_renegotiates(port: int) -> str:
+    proc = subprocess.Popen(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_2", "-crlf"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write("R\n")  # s_client's interactive renegotiation
+        proc.stdin.flush()
+        out = proc.stdout.read()  # s_client exits when the server refuses
+        proc.wait(20)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
+    return out
+
+
+async def test_renegotiation_is_refused(tmp_path: Path) -> None:
+    await init_store(tmp_path)
+    async with upstream_server() as up, running_gateway(tmp_path, [_listener(up)]) as gw:
+        out = await asyncio.to_thread(_s_client_renegotiates, gw.listeners["web"].port)
+        assert "RENEGOTIATING" in out, out
+        # OpenSSL refuses it with a no_renegotiation alert (OP_NO_RENEGOTIATION, RFC 5746
+        # section 4.2), and no second handshake completes.
+        assert "no renegotiation" in out, out
+        head = b"GET /ok HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        assert b'"path": "/ok"' in _body(await asyncio.to_thread(
+            _request, gw.listeners["web"].port, head))
