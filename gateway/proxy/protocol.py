@@ -10,7 +10,18 @@ the client pauses until it drains; when the client's write buffer does, reading 
 upstream pauses (asyncio's pause_writing/resume_writing callbacks drive both).
 
 One timer per connection covers every phase: idle keep-alive, header read, waiting for
-the upstream's response, and inactivity while streaming (`set_timer`).
+the upstream's response, inactivity while streaming, and an idle tunnel (`set_timer`).
+
+Framing. The parser frames every request, except one that asks for a protocol switch:
+httptools skips such a body and reports the request complete after its head. From that
+head on, the parser is fed nothing: the body is read as the head declares it
+(`body.BodyReader`) and later bytes are held until the upstream answers, so that no byte
+is ever parsed or forwarded under a framing other than the one the head announced. A 101
+turns the connection into a tunnel (`start_tunnel`); any other answer hands the held bytes
+to the parser as the next request.
+
+A malformed request is answered in its turn: its 400 (and its access-log line) is queued
+behind the responses to the requests before it, then the connection closes.
 """
 
 from __future__ import annotations
@@ -24,12 +35,14 @@ from typing import cast
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
 from gateway.proxy import http
+from gateway.proxy.body import BodyReader, MalformedBody, RawInput
 from gateway.proxy.context import ConnectionContext, HostCache
 from gateway.proxy.exchange import Exchange
 from gateway.proxy.record import RequestRecord
 from gateway.proxy.settings import ProxySettings
-from gateway.proxy.state import T_HEAD, T_IDLE, T_RESPONSE, T_STREAM
+from gateway.proxy.state import T_HEAD, T_IDLE, T_RESPONSE, T_STREAM, T_TUNNEL
 from gateway.proxy.timer import Deadline
+from gateway.proxy.tunnel import Tunnel
 from gateway.proxy.upstream import UpstreamPool
 
 __all__ = ["ConnectionContext", "ProxyProtocol"]
@@ -39,8 +52,8 @@ _NO_MEMO = http.ScanMemo(http.scan_request_headers)
 
 logger = logging.getLogger(__name__)
 
-_HEAD, _BODY, _END = range(3)
-_PAUSE_QUEUE, _PAUSE_UPSTREAM, _PAUSE_BROKEN = 1, 2, 4
+_HEAD, _BODY, _END, _BODY_ERROR, _REJECT = range(5)
+_PAUSE_QUEUE, _PAUSE_UPSTREAM, _PAUSE_BROKEN, _PAUSE_RAW = 1, 2, 4, 8
 
 
 class ProxyProtocol(asyncio.Protocol):
@@ -52,17 +65,20 @@ class ProxyProtocol(asyncio.Protocol):
     """
 
     __slots__ = (
+        "_broken",
         "_closing",
         "_context_factory",
         "_delays",
         "_exchange",
         "_hdr_bytes",
         "_headers",
+        "_in_body",
         "_in_head",
         "_on_request",
         "_parser",
         "_queue",
         "_queue_running",
+        "_raw",
         "_raw_head",
         "_read_pause",
         "_reject",
@@ -103,7 +119,8 @@ class ProxyProtocol(asyncio.Protocol):
         self._parser: HttpRequestParser | None = None
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
-        self._in_head = False
+        self._in_head = self._in_body = self._broken = False
+        self._raw: RawInput | None = None
         self._hdr_bytes = self._raw_head = self._reject = 0
         self._queue: deque[tuple[int, object]] = deque()
         self._queue_running = self.blocked = False
@@ -116,12 +133,13 @@ class ProxyProtocol(asyncio.Protocol):
         self._timer = Deadline(self.loop, self._on_timer)
         self._timer_kind = T_IDLE
         s = settings
-        # Indexed by timer kind: T_IDLE, T_HEAD, T_RESPONSE, T_STREAM.
+        # Indexed by timer kind: T_IDLE, T_HEAD, T_RESPONSE, T_STREAM, T_TUNNEL.
         self._delays: tuple[float, ...] = (
             s.idle_timeout_s,
             s.header_timeout_s,
             s.upstream_response_timeout_s,
             s.idle_timeout_s,
+            s.tunnel_idle_timeout_s,
         )
 
     # -- asyncio.Protocol --------------------------------------------------------------
@@ -168,7 +186,11 @@ class ProxyProtocol(asyncio.Protocol):
         return None
 
     def data_received(self, data: bytes) -> None:
-        if self._closing:
+        if self._closing or self._broken:
+            return
+        raw = self._raw
+        if raw is not None:
+            self._raw_received(raw, data)
             return
         parser = self._parser
         if parser is None:
@@ -183,8 +205,12 @@ class ProxyProtocol(asyncio.Protocol):
         try:
             parser.feed_data(data)
         except HttpParserUpgrade as e:
-            # Upgrade was dropped (hop-by-hop); what follows the head is the next request.
-            self.data_received(data[e.args[0] :])
+            # The head just parsed asked for a switch (on_headers_complete set _raw up):
+            # what follows it is its body, then the new protocol or the next request.
+            raw = self._raw
+            assert raw is not None
+            if e.args[0] < len(data):
+                self._raw_received(raw, data[e.args[0] :])
             return
         except HttpParserError as e:
             self._parse_error(e)
@@ -195,6 +221,35 @@ class ProxyProtocol(asyncio.Protocol):
                 self._reject = 431  # RFC 6585 section 5
                 self._parse_error(HttpParserError("request head too large"))
                 return
+        exchange = self._exchange
+        if exchange is not None:
+            exchange.flush_upstream()
+
+    def _raw_received(self, raw: RawInput, data: bytes) -> None:
+        """Bytes after an upgrade request's head: its body, then the tunnel or held bytes."""
+        tunnel = raw.tunnel
+        if tunnel is not None:
+            tunnel.from_client(data)
+            return
+        self.touch()
+        body = raw.body
+        if body is not None:
+            try:
+                pieces, data = body.feed(data)
+            except MalformedBody as e:
+                self._parse_error(HttpParserError(str(e)))
+                return
+            for piece in pieces:
+                self._push(_BODY, piece)
+            if body.done:
+                raw.body = None
+                self._in_body = False
+                self._push(_END, None)
+        if data:
+            # Nothing may follow an upgrade request before its answer decides what the
+            # bytes are: hold them (one read's worth; reading stays paused meanwhile).
+            raw.held += data
+            self._pause(_PAUSE_RAW)
         exchange = self._exchange
         if exchange is not None:
             exchange.flush_upstream()
@@ -244,12 +299,32 @@ class ProxyProtocol(asyncio.Protocol):
             keep_alive=parser.should_keep_alive(),
             http10=parser.get_http_version() == "1.0",
         )
+        self._in_body = True
+        if parser.should_upgrade():
+            self._raw = RawInput(exchange, self._upgrade_body())
+            exchange.switch_asked = True
         self._push(_HEAD, exchange)
+
+    def _upgrade_body(self) -> BodyReader | None:
+        """The reader for the body the parser will skip (RFC 9112 section 6.3), if any.
+
+        The parser has refused Content-Length beside Transfer-Encoding, duplicates and a
+        final coding other than chunked before this head could complete.
+        """
+        scan = self.request_scan(self._headers)
+        if scan.transfer_encoding is not None:
+            return BodyReader(None)
+        length = int(scan.content_length or b"0")
+        return BodyReader(length) if length else None
 
     def on_body(self, body: bytes) -> None:
         self._push(_BODY, body)
 
     def on_message_complete(self) -> None:
+        raw = self._raw
+        if raw is not None and raw.body is not None:
+            return  # the parser skipped the body: the body reader ends this message
+        self._in_body = False
         self._push(_END, None)
 
     # -- event queue ----------------------------------------------------------------------
@@ -272,11 +347,15 @@ class ProxyProtocol(asyncio.Protocol):
             new.start()
             return
         exchange = self._exchange
-        assert exchange is not None  # a body or end always follows its head
-        if kind == _BODY:
+        if kind == _REJECT or exchange is None:
+            status, error = cast(tuple[int, str], item) if kind == _REJECT else (400, "")
+            self._answer_and_close(status, error or str(item))
+        elif kind == _BODY:
             exchange.request_body(cast(bytes, item))
-        else:
+        elif kind == _END:
             exchange.request_end()
+        else:  # _BODY_ERROR
+            exchange.reject_body(cast(str, item))
 
     def block(self) -> None:
         """Hold further parser events (queued) until `unblock`."""
@@ -315,9 +394,21 @@ class ProxyProtocol(asyncio.Protocol):
         self._timer.set(self._delays[kind])
 
     def touch(self) -> None:
-        """Data moved: push the streaming inactivity deadline back."""
-        if self._timer_kind == T_STREAM:
-            self._timer.set(self._delays[T_STREAM])
+        """Data moved: push the streaming (or tunnel) inactivity deadline back."""
+        kind = self._timer_kind
+        if kind >= T_STREAM:
+            self._timer.set(self._delays[kind])
+
+    def start_tunnel(self, tunnel: Tunnel) -> None:
+        """The upstream switched protocols: client bytes now go to `tunnel`, unparsed."""
+        raw = self._raw
+        assert raw is not None  # only a request the parser saw as an upgrade gets here
+        raw.tunnel = tunnel
+        self.set_timer(T_TUNNEL)
+        held, raw.held = raw.held, bytearray()
+        self._resume(_PAUSE_RAW)
+        if held:
+            tunnel.from_client(bytes(held))
 
     def upstream_full(self, paused: bool) -> None:
         """The upstream's write buffer is above (True) or back below (False) its limit."""
@@ -341,10 +432,22 @@ class ProxyProtocol(asyncio.Protocol):
         elif exchange.close_after or self.draining:
             self._close()
         else:
+            held = self._leave_raw(exchange)
             self.blocked = False
             self.unblock()
             if self._exchange is None and not self._closing:
                 self.set_timer(T_HEAD if self._in_head else T_IDLE)
+            if held:
+                self.data_received(held)
+
+    def _leave_raw(self, exchange: Exchange) -> bytes:
+        """After a declined upgrade: the held bytes, to be parsed as the next request."""
+        raw = self._raw
+        if raw is None or raw.exchange is not exchange:
+            return b""
+        self._raw = None
+        self._resume(_PAUSE_RAW)
+        return bytes(raw.held)
 
     @property
     def reading_paused(self) -> bool:
@@ -377,7 +480,7 @@ class ProxyProtocol(asyncio.Protocol):
             return
         kind = self._timer_kind
         exchange = self._exchange
-        if exchange is not None and kind in (T_RESPONSE, T_STREAM):
+        if exchange is not None and kind in (T_RESPONSE, T_STREAM, T_TUNNEL):
             exchange.on_timeout(kind)
         elif kind == T_HEAD and self._in_head:
             self._answer_and_close(408, "request head timeout")  # RFC 9110 s. 15.5.9
@@ -385,17 +488,19 @@ class ProxyProtocol(asyncio.Protocol):
             self._close()  # idle keep-alive connection: close without a word
 
     def _parse_error(self, error: HttpParserError) -> None:
+        """The input is broken where the parser is: nothing after it can be framed.
+
+        Read no more; the error is answered in its turn, after the requests before it:
+        a broken body fails its own request (400 if no response started), a broken head
+        gets its own 400. Either way the connection then closes.
+        """
         status, self._reject = self._reject or 400, 0
-        exchange = self._exchange
-        if exchange is None:
-            self._answer_and_close(status, f"invalid request head: {error}")
-        elif not exchange.req_done:
-            # The body of the request in flight is malformed (bad chunk framing).
-            exchange.reject_body(f"invalid request body: {error}")
+        self._broken = True
+        self._pause(_PAUSE_BROKEN)
+        if self._in_body:
+            self._push(_BODY_ERROR, f"invalid request body: {error}")
         else:
-            # A later, pipelined request is broken: read no more, close after this one.
-            self.draining = True
-            self._pause(_PAUSE_BROKEN)
+            self._push(_REJECT, (status, f"invalid request head: {error}"))
 
     def _answer_and_close(self, status: int, error: str) -> None:
         """Refuse a request whose head never completed; it is logged without method/path."""
@@ -417,6 +522,10 @@ class ProxyProtocol(asyncio.Protocol):
     def _close(self, *, abort: bool = False) -> None:
         self._closing = True
         self._timer.cancel()
+        for kind, item in self._queue:
+            if kind == _REJECT:  # never answered (the connection closes), still logged
+                status, error = cast(tuple[int, str], item)
+                self._call_hook(RequestRecord.rejected(status, error))
         self._queue.clear()
         if self.transport is not None:
             if abort:
