@@ -101,8 +101,11 @@ class Exchange(ExchangeState):
     def _resolve(self, scan: http.HeaderScan, expect: bytes | None) -> Route | None:
         """The route for a valid request; otherwise answer with an error and return None."""
         status = self._check_host(scan) or request.framing_error(self.method, scan, expect)
-        if self.method == b"CONNECT":
-            self.close_after = True  # what follows its head is a tunnel in the client's mind
+        te = scan.transfer_encoding
+        if self.method == b"CONNECT" or (te is not None and not http.is_chunked(te)):
+            # After a CONNECT head comes a tunnel in the client's mind; after a body whose
+            # length is unknown (RFC 9112 section 6.3) nothing can be framed.
+            self.close_after = True
         route = None
         if not status:
             assert scan.host is not None  # _check_host() saw exactly one
@@ -360,8 +363,12 @@ class Exchange(ExchangeState):
 
     def reject_body(self, error: str) -> None:
         """The request body is malformed: answer 400 if still possible, and close."""
-        self.error = error
+        self.error = self.error or error
         self._release_upstream(reusable=False)
+        if self.resp_done:  # refused already (its body was being discarded): just close
+            self.close_after = True
+            self._finish()
+            return
         if self.resp_started:
             self.abort()
             return

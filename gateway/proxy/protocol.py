@@ -178,8 +178,9 @@ class ProxyProtocol(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         # A half-closed client still gets its in-flight response on plain TCP; with TLS
-        # asyncio closes regardless (returning True would only log a warning).
-        if self._exchange is not None and self.transport is not None:
+        # asyncio closes regardless (returning True would only log a warning). A request
+        # whose body was still coming can never complete: close.
+        if self._exchange is not None and self.transport is not None and not self._in_body:
             if self.transport.get_extra_info("sslcontext") is None:
                 self.draining = True
                 return True
@@ -348,8 +349,8 @@ class ProxyProtocol(asyncio.Protocol):
             return
         exchange = self._exchange
         if kind == _REJECT or exchange is None:
-            status, error = cast(tuple[int, str], item) if kind == _REJECT else (400, "")
-            self._answer_and_close(status, error or str(item))
+            status, error = cast(tuple[int, str], item) if kind == _REJECT else (400, str(item))
+            self._answer_and_close(status, error)
         elif kind == _BODY:
             exchange.request_body(cast(bytes, item))
         elif kind == _END:

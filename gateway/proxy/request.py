@@ -17,7 +17,9 @@ def framing_error(method: bytes, scan: http.HeaderScan, expect: bytes | None) ->
         return 405  # a reverse proxy offers no tunnels
     te = scan.transfer_encoding
     if te is not None and te.strip().lower() != b"chunked":
-        return 501  # RFC 9112 section 6.1: a transfer coding we do not implement
+        # RFC 9112 section 6.3: without chunked last the body's length is unknown (400, and
+        # the caller closes); other codings before it are not implemented (section 6.1).
+        return 501 if http.is_chunked(te) else 400
     if expect is not None and expect.strip().lower() != b"100-continue":
         return 417  # RFC 9110 section 10.1.1
     return 0
