@@ -177,6 +177,14 @@ class ProxyProtocol(asyncio.Protocol):
             self._emit(exchange)
 
     def eof_received(self) -> bool | None:
+        raw = self._raw
+        if raw is not None and raw.tunnel is not None:
+            # A half-closed tunnel: pass the half-close on and keep relaying the other way
+            # (plain TCP; a TLS transport closes regardless, ending the tunnel).
+            raw.tunnel.client_eof()
+            if self.transport is not None and self.transport.get_extra_info("sslcontext") is None:
+                return True
+            return None
         # A half-closed client still gets its in-flight response on plain TCP; with TLS
         # asyncio closes regardless (returning True would only log a warning). A request
         # whose body was still coming can never complete: close.

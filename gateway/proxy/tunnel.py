@@ -117,6 +117,10 @@ class Tunnel:
         self._client.write(data)
         self._client.touch()
 
+    def client_eof(self) -> None:
+        """The client will send no more: half-close the upstream side too."""
+        self._conn.write_eof()
+
     def upstream_closed(self, error: str | None) -> None:
         """The upstream connection ended: so does the tunnel."""
         self._owner.tunnel_ended(error)

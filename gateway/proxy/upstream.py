@@ -137,6 +137,12 @@ class UpstreamConnection(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.transport.write(data)
 
+    def write_eof(self) -> None:
+        """Half-close: send no more (a tunnel whose client half-closed)."""
+        transport = self.transport
+        if transport is not None and not self.closed and transport.can_write_eof():
+            transport.write_eof()
+
     def pause_reading(self) -> None:
         """Stop reading responses (the client cannot take more yet)."""
         if not self._reading_paused and self.transport is not None and not self.closed:
