@@ -1,9 +1,7 @@
 """Client side of the data path: the asyncio protocol a TLS listener runs per connection.
 
-`ProxyProtocol` parses requests with httptools and drives one `Exchange` at a time. Parser
-events for a request that cannot be handled yet (the upstream connection is being opened,
-or a pipelined request arrives while the previous response is still streaming) are queued
-and reading from the client is paused, so at most one read's worth is ever held.
+`ProxyProtocol` parses requests with httptools and drives one `Exchange` at a time; its
+input side (the event queue, the raw bytes after an upgrade head) is `intake.Intake`.
 
 Back-pressure: when the upstream's write buffer passes its high-water mark, reading from
 the client pauses until it drains; when the client's write buffer does, reading from the
@@ -11,14 +9,6 @@ upstream pauses (asyncio's pause_writing/resume_writing callbacks drive both).
 
 One timer per connection covers every phase: idle keep-alive, header read, waiting for
 the upstream's response, inactivity while streaming, and an idle tunnel (`set_timer`).
-
-Framing. The parser frames every request, except one that asks for a protocol switch:
-httptools skips such a body and reports the request complete after its head. From that
-head on, the parser is fed nothing: the body is read as the head declares it
-(`body.BodyReader`) and later bytes are held until the upstream answers, so that no byte
-is ever parsed or forwarded under a framing other than the one the head announced. A 101
-turns the connection into a tunnel (`start_tunnel`); any other answer hands the held bytes
-to the parser as the next request.
 
 A malformed request is answered in its turn: its 400 (and its access-log line) is queued
 behind the responses to the requests before it, then the connection closes.
@@ -28,21 +18,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Callable
 from typing import cast
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
 from gateway.proxy import http
-from gateway.proxy.body import BodyReader, MalformedBody, RawInput
+from gateway.proxy.body import BodyReader, RawInput
 from gateway.proxy.context import ConnectionContext, HostCache
 from gateway.proxy.exchange import Exchange
+from gateway.proxy.intake import (
+    BODY,
+    BODY_ERROR,
+    END,
+    HEAD,
+    PAUSE_BROKEN,
+    PAUSE_UPSTREAM,
+    REJECT,
+    Intake,
+)
 from gateway.proxy.record import RequestRecord
 from gateway.proxy.settings import ProxySettings
 from gateway.proxy.state import T_HEAD, T_IDLE, T_RESPONSE, T_STREAM, T_TUNNEL
 from gateway.proxy.timer import Deadline
-from gateway.proxy.tunnel import Tunnel
 from gateway.proxy.upstream import UpstreamPool
 
 __all__ = ["ConnectionContext", "ProxyProtocol"]
@@ -52,11 +50,8 @@ _NO_MEMO = http.ScanMemo(http.scan_request_headers)
 
 logger = logging.getLogger(__name__)
 
-_HEAD, _BODY, _END, _BODY_ERROR, _REJECT = range(5)
-_PAUSE_QUEUE, _PAUSE_UPSTREAM, _PAUSE_BROKEN, _PAUSE_RAW = 1, 2, 4, 8
 
-
-class ProxyProtocol(asyncio.Protocol):
+class ProxyProtocol(Intake):
     """HTTP/1.1 reverse proxy for one client connection (plain or TLS transport).
 
     `context_factory(transport)` is called once the connection is made; `on_request(record)`
@@ -66,26 +61,18 @@ class ProxyProtocol(asyncio.Protocol):
 
     __slots__ = (
         "_broken",
-        "_closing",
         "_context_factory",
         "_delays",
-        "_exchange",
         "_hdr_bytes",
         "_headers",
-        "_in_body",
         "_in_head",
         "_on_request",
         "_parser",
-        "_queue",
-        "_queue_running",
-        "_raw",
         "_raw_head",
-        "_read_pause",
         "_reject",
         "_timer",
         "_timer_kind",
         "_url",
-        "blocked",
         "context",
         "draining",
         "hosts",
@@ -94,7 +81,6 @@ class ProxyProtocol(asyncio.Protocol):
         "request_scan",
         "response_scan",
         "settings",
-        "transport",
         "write_paused",
     )
 
@@ -106,27 +92,22 @@ class ProxyProtocol(asyncio.Protocol):
         on_request: Callable[[RequestRecord], None],
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
+        super().__init__()
         self.settings = settings
         self.pool = pool
         self._context_factory = context_factory
         self._on_request = on_request
         # Passed by the listener: get_running_loop() costs a getpid() system call.
         self.loop = loop or asyncio.get_running_loop()
-        self.transport: asyncio.Transport | None = None
         self.context: ConnectionContext | None = None
         # Built on the first bytes (see _start): a connection that never sends a request
         # (probes, health checks, TLS pings) costs no HTTP setup.
         self._parser: HttpRequestParser | None = None
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
-        self._in_head = self._in_body = self._broken = False
-        self._raw: RawInput | None = None
+        self._in_head = self._broken = False
         self._hdr_bytes = self._raw_head = self._reject = 0
-        self._queue: deque[tuple[int, object]] = deque()
-        self._queue_running = self.blocked = False
-        self._exchange: Exchange | None = None
-        self._read_pause = 0
-        self.write_paused = self.draining = self._closing = False
+        self.write_paused = self.draining = False
         self.hosts: HostCache | None = None
         # Built with the parser (see _start); used by the exchange.
         self.request_scan = self.response_scan = _NO_MEMO
@@ -234,35 +215,6 @@ class ProxyProtocol(asyncio.Protocol):
         if exchange is not None:
             exchange.flush_upstream()
 
-    def _raw_received(self, raw: RawInput, data: bytes) -> None:
-        """Bytes after an upgrade request's head: its body, then the tunnel or held bytes."""
-        tunnel = raw.tunnel
-        if tunnel is not None:
-            tunnel.from_client(data)
-            return
-        self.touch()
-        body = raw.body
-        if body is not None:
-            try:
-                pieces, data = body.feed(data)
-            except MalformedBody as e:
-                self._parse_error(HttpParserError(str(e)))
-                return
-            for piece in pieces:
-                self._push(_BODY, piece)
-            if body.done:
-                raw.body = None
-                self._in_body = False
-                self._push(_END, None)
-        if data:
-            # Nothing may follow an upgrade request before its answer decides what the
-            # bytes are: hold them (one read's worth; reading stays paused meanwhile).
-            raw.held += data
-            self._pause(_PAUSE_RAW)
-        exchange = self._exchange
-        if exchange is not None:
-            exchange.flush_upstream()
-
     def pause_writing(self) -> None:
         self.write_paused = True
         exchange = self._exchange
@@ -312,7 +264,7 @@ class ProxyProtocol(asyncio.Protocol):
         if parser.should_upgrade():
             self._raw = RawInput(exchange, self._upgrade_body())
             exchange.switch_asked = True
-        self._push(_HEAD, exchange)
+        self._push(HEAD, exchange)
 
     def _upgrade_body(self) -> BodyReader | None:
         """The reader for the body the parser will skip (RFC 9112 section 6.3), if any.
@@ -327,28 +279,19 @@ class ProxyProtocol(asyncio.Protocol):
         return BodyReader(length) if length else None
 
     def on_body(self, body: bytes) -> None:
-        self._push(_BODY, body)
+        self._push(BODY, body)
 
     def on_message_complete(self) -> None:
         raw = self._raw
         if raw is not None and raw.body is not None:
             return  # the parser skipped the body: the body reader ends this message
         self._in_body = False
-        self._push(_END, None)
+        self._push(END, None)
 
     # -- event queue ----------------------------------------------------------------------
 
-    def _push(self, kind: int, item: object) -> None:
-        if self._closing:
-            return
-        if self.blocked or self._queue:
-            self._queue.append((kind, item))
-            self._pause(_PAUSE_QUEUE)
-            return
-        self._dispatch(kind, item)
-
     def _dispatch(self, kind: int, item: object) -> None:
-        if kind == _HEAD:
+        if kind == HEAD:
             if self.draining:
                 self._close()
                 return
@@ -356,38 +299,15 @@ class ProxyProtocol(asyncio.Protocol):
             new.start()
             return
         exchange = self._exchange
-        if kind == _REJECT or exchange is None:
-            status, error = cast(tuple[int, str], item) if kind == _REJECT else (400, str(item))
+        if kind == REJECT or exchange is None:
+            status, error = cast(tuple[int, str], item) if kind == REJECT else (400, str(item))
             self._answer_and_close(status, error)
-        elif kind == _BODY:
+        elif kind == BODY:
             exchange.request_body(cast(bytes, item))
-        elif kind == _END:
+        elif kind == END:
             exchange.request_end()
-        else:  # _BODY_ERROR
+        else:  # BODY_ERROR
             exchange.reject_body(cast(str, item))
-
-    def block(self) -> None:
-        """Hold further parser events (queued) until `unblock`."""
-        self.blocked = True
-
-    def unblock(self) -> None:
-        """Deliver queued events again, until something blocks anew."""
-        self.blocked = False
-        if self._queue_running:
-            return  # the running loop below picks up where it is
-        self._queue_running = True
-        try:
-            queue = self._queue
-            while queue and not self.blocked and not self._closing:
-                kind, item = queue.popleft()
-                self._dispatch(kind, item)
-        finally:
-            self._queue_running = False
-        if not self._queue:
-            self._resume(_PAUSE_QUEUE)
-        exchange = self._exchange
-        if exchange is not None:
-            exchange.flush_upstream()
 
     # -- used by the exchange -----------------------------------------------------------
 
@@ -408,34 +328,23 @@ class ProxyProtocol(asyncio.Protocol):
         if kind >= T_STREAM:
             self._timer.set(self._delays[kind])
 
-    def start_tunnel(self, tunnel: Tunnel) -> None:
-        """The upstream switched protocols: client bytes now go to `tunnel`, unparsed."""
-        raw = self._raw
-        assert raw is not None  # only a request the parser saw as an upgrade gets here
-        raw.tunnel = tunnel
-        self.set_timer(T_TUNNEL)
-        held, raw.held = raw.held, bytearray()
-        self._resume(_PAUSE_RAW)
-        if held:
-            tunnel.from_client(bytes(held))
-
     def upstream_full(self, paused: bool) -> None:
         """The upstream's write buffer is above (True) or back below (False) its limit."""
         if paused:
-            self._pause(_PAUSE_UPSTREAM)
+            self._pause(PAUSE_UPSTREAM)
         else:
-            self._resume(_PAUSE_UPSTREAM)
+            self._resume(PAUSE_UPSTREAM)
 
     def upstream_detached(self) -> None:
         """The exchange let go of its upstream connection: its back-pressure ends."""
-        self._resume(_PAUSE_UPSTREAM)
+        self._resume(PAUSE_UPSTREAM)
 
     def exchange_done(self, exchange: Exchange, *, abort: bool) -> None:
         """An exchange finished: log it, then close or go on with the next request."""
         if self._exchange is exchange:
             self._exchange = None
         self._emit(exchange)
-        self._resume(_PAUSE_UPSTREAM)
+        self._resume(PAUSE_UPSTREAM)
         if abort:
             self._close(abort=True)
         elif exchange.close_after or self.draining:
@@ -448,33 +357,6 @@ class ProxyProtocol(asyncio.Protocol):
                 self.set_timer(T_HEAD if self._in_head else T_IDLE)
             if held:
                 self.data_received(held)
-
-    def _leave_raw(self, exchange: Exchange) -> bytes:
-        """After a declined upgrade: the held bytes, to be parsed as the next request."""
-        raw = self._raw
-        if raw is None or raw.exchange is not exchange:
-            return b""
-        self._raw = None
-        self._resume(_PAUSE_RAW)
-        return bytes(raw.held)
-
-    @property
-    def reading_paused(self) -> bool:
-        """True while reading from the client is paused (back-pressure or queued input)."""
-        return self._read_pause != 0
-
-    def buffered_bytes(self) -> int:
-        """Bytes this connection holds in memory: write buffers and queued body bytes.
-
-        For tests and metrics; it stays bounded thanks to back-pressure.
-        """
-        total = sum(len(cast(bytes, item)) for kind, item in self._queue if kind == _BODY)
-        if self.transport is not None:
-            total += self.transport.get_write_buffer_size()
-        exchange = self._exchange
-        if exchange is not None and exchange.conn is not None:
-            total += exchange.conn.write_buffer_size()
-        return total
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -505,11 +387,11 @@ class ProxyProtocol(asyncio.Protocol):
         """
         status, self._reject = self._reject or 400, 0
         self._broken = True
-        self._pause(_PAUSE_BROKEN)
+        self._pause(PAUSE_BROKEN)
         if self._in_body:
-            self._push(_BODY_ERROR, f"invalid request body: {error}")
+            self._push(BODY_ERROR, f"invalid request body: {error}")
         else:
-            self._push(_REJECT, (status, f"invalid request head: {error}"))
+            self._push(REJECT, (status, f"invalid request head: {error}"))
 
     def _answer_and_close(self, status: int, error: str) -> None:
         """Refuse a request whose head never completed; it is logged without method/path."""
@@ -517,22 +399,11 @@ class ProxyProtocol(asyncio.Protocol):
         self._close()
         self._call_hook(RequestRecord.rejected(status, error))
 
-    def _pause(self, reason: int) -> None:
-        if not self._read_pause and self.transport is not None and not self._closing:
-            self.transport.pause_reading()
-        self._read_pause |= reason
-
-    def _resume(self, reason: int) -> None:
-        if self._read_pause & reason:
-            self._read_pause &= ~reason
-            if not self._read_pause and self.transport is not None and not self._closing:
-                self.transport.resume_reading()
-
     def _close(self, *, abort: bool = False) -> None:
         self._closing = True
         self._timer.cancel()
         for kind, item in self._queue:
-            if kind == _REJECT:  # never answered (the connection closes), still logged
+            if kind == REJECT:  # never answered (the connection closes), still logged
                 status, error = cast(tuple[int, str], item)
                 self._call_hook(RequestRecord.rejected(status, error))
         self._queue.clear()
