@@ -118,8 +118,23 @@ class ListenerConfig(_Model):
     upstream_connect_timeout_s: float = Field(default=5.0, gt=0)
     upstream_response_timeout_s: float = Field(default=60.0, gt=0)
     max_connections: int = Field(default=10_000, gt=0)
+    # HTTP/1.1 Upgrade protocols tunnelled to the upstream after its 101 (https/ipps).
+    upgrade_protocols: tuple[str, ...] = ("websocket",)
+    tunnel_idle_timeout_s: float = Field(default=600.0, gt=0)
 
     _bind = field_validator("bind")(classmethod(lambda cls, v: _check_bind(v)))
+
+    @field_validator("upgrade_protocols")
+    @classmethod
+    def _upgrade_protocols(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        names = tuple(p.strip().lower() for p in v)
+        for name in names:
+            if not name or not name.isascii() or any(c in name for c in ", \t/"):
+                raise ValueError(f"upgrade_protocols: {name!r} is not a protocol name")
+            if name == "h2c":
+                raise ValueError("upgrade_protocols: h2c cannot be tunnelled (its requests "
+                                 "would bypass the gateway's per-request checks)")
+        return names
 
     @field_validator("upstream")
     @classmethod

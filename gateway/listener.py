@@ -100,7 +100,9 @@ def proxy_settings(cfg: ListenerConfig) -> ProxySettings:
                          header_timeout_s=cfg.header_timeout_s,
                          idle_timeout_s=cfg.idle_timeout_s,
                          upstream_connect_timeout_s=cfg.upstream_connect_timeout_s,
-                         upstream_response_timeout_s=cfg.upstream_response_timeout_s)
+                         upstream_response_timeout_s=cfg.upstream_response_timeout_s,
+                         upgrade_protocols=frozenset(p.encode() for p in cfg.upgrade_protocols),
+                         tunnel_idle_timeout_s=cfg.tunnel_idle_timeout_s)
 
 
 def _is_ip(host: str) -> bool:
@@ -133,7 +135,7 @@ class Listener:
         self.base_context.set_tlsext_servername_callback(self.selector)
         self._default_names = default.served.names
         self._settings = proxy_settings(config) if http else None
-        self._pool = UpstreamPool() if http else None
+        self._pool = UpstreamPool(tunnels=metrics.tunnels_for(self.name)) if http else None
         self._connections: set[TlsConnection] = set()
         self._sock: socket.socket | None = None
         self._family = int(socket.AF_INET)

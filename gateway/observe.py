@@ -30,6 +30,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from certstore.snapshot import Snapshot
+from gateway.proxy.tunnel import TunnelStats
 
 
 class AccessLog:
@@ -155,6 +156,7 @@ class _Counts(Collector):
             yield family
         yield CounterMetricFamily("certgate_reloads", "Snapshot swaps after store changes",
                                   value=sum(int(s.get("reloads", 0)) for s in everyone))
+        yield from _tunnel_families(everyone, live)
         yield m.upstream_latency.merged(
             [s.get("latency", {}) for s in everyone[1:]]
         ).family("certgate_upstream_latency_seconds", "Upstream time to response head")
@@ -186,6 +188,31 @@ class _Counts(Collector):
         yield statuses
 
 
+def _tunnel_families(everyone: list[dict[str, Any]],
+                     live: list[dict[str, Any]]) -> Iterator[Metric]:
+    """Upgrade tunnels (WebSocket) per listener: opened, open now, bytes each way."""
+    opened = CounterMetricFamily("certgate_tunnels_opened", "Upgrade tunnels opened (101)",
+                                 labels=["listener"])
+    moved = CounterMetricFamily("certgate_tunnel_bytes", "Bytes through upgrade tunnels",
+                                labels=["listener", "direction"])
+    active = GaugeMetricFamily("certgate_tunnels_active", "Upgrade tunnels open now",
+                               labels=["listener"])
+    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    open_now: dict[str, int] = defaultdict(int)
+    for state in everyone:
+        for listener, counts in state.get("tunnels", {}).items():
+            totals[listener] = [a + int(b) for a, b in zip(totals[listener], counts,
+                                                            strict=True)]
+            if any(state is s for s in live):
+                open_now[listener] += int(counts[0]) - int(counts[1])
+    for listener, (n_opened, _closed, bytes_in, bytes_out) in totals.items():
+        opened.add_metric([listener], n_opened)
+        moved.add_metric([listener, "in"], bytes_in)
+        moved.add_metric([listener, "out"], bytes_out)
+        active.add_metric([listener], open_now[listener])
+    yield from (opened, moved, active)
+
+
 class Metrics:
     """The gateway's metrics, in their own registry (served on the admin listener).
 
@@ -211,9 +238,17 @@ class Metrics:
         self.lifecycle: Counts = defaultdict(int)
         self.chain_status: dict[str, int] = {}
         self.reloads = 0
+        self.tunnels: dict[str, TunnelStats] = {}
         self.registry = CollectorRegistry()
         self.upstream_latency = LatencyHistogram()
         self.registry.register(_Counts(self))
+
+    def tunnels_for(self, listener: str) -> TunnelStats:
+        """The tunnel counters of a listener (kept across a reload of the listener)."""
+        stats = self.tunnels.get(listener)
+        if stats is None:
+            stats = self.tunnels[listener] = TunnelStats()
+        return stats
 
     def state(self) -> dict[str, Any]:
         """This worker's counters and gauges as JSON-able data (what siblings read)."""
@@ -222,6 +257,8 @@ class Metrics:
             for key, _name, _doc, _labels in _COUNTERS
         }
         state["reloads"] = self.reloads
+        state["tunnels"] = {name: [t.opened, t.closed, t.bytes_in, t.bytes_out]
+                            for name, t in list(self.tunnels.items())}
         state["latency"] = self.upstream_latency.state()
         state["active"] = self.active()
         state["context_cache"] = self.context_cache()

@@ -21,14 +21,19 @@ unread rest of the request body is read and discarded so the connection stays us
 After a response head was sent, an upstream failure can only abort the client connection.
 A pooled connection that the upstream closed just as it was reused is retried once on a
 new connection, if no body byte was sent on it (the request cannot have been processed).
+
+Framing is never changed on the way: a body goes upstream with the Content-Length the
+client declared or re-chunked, and a request whose body did not match its declared length
+is failed and its upstream connection closed, never completed (`request_end`). An upgrade
+request that the upstream answers with 101 becomes a tunnel (`tunnel.py`).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gateway.proxy import http, ipp, request, response
-from gateway.proxy.state import T_RESPONSE, T_STREAM, ExchangeState
+from gateway.proxy import http, ipp, request, response, tunnel
+from gateway.proxy.state import T_RESPONSE, T_STREAM, T_TUNNEL, ExchangeState
 
 if TYPE_CHECKING:
     from gateway.proxy.settings import Route, Upstream
@@ -57,12 +62,19 @@ class Exchange(ExchangeState):
         scan = proto.request_scan(self.headers)
         # RFC 9110 section 10.1.1: Expect is ignored in HTTP/1.0 requests.
         expect = None if self.http10 else scan.expect
-        self.req_chunked = scan.transfer_encoding is not None
-        has_body = self.req_chunked or scan.content_length not in (None, b"0")
-        self.expect_pending = expect is not None and has_body
+        chunked = self.req_chunked = scan.transfer_encoding is not None
+        length = scan.content_length
+        if chunked:
+            self.req_length = -1
+        elif length is not None:
+            self.req_length = int(length)  # the parser checked it is one decimal number
+        self.expect_pending = expect is not None and self.req_length != 0
         route = self._resolve(scan, expect)
         if route is None:
             return
+        if self.switch_asked and not self.http10:
+            # RFC 9110 section 7.8: Upgrade in an HTTP/1.0 request is ignored.
+            self.upgrade = tunnel.offered(scan.upgrade, proto.settings.upgrade_protocols)
         self._upstream = route.upstream
         self.is_ipp = proto.settings.ipp and self.method == b"POST" and _is_ipp(scan.content_type)
         if self.is_ipp:
@@ -77,6 +89,7 @@ class Exchange(ExchangeState):
             scan,
             chunked=self.req_chunked,
             forwarding=info.forwarded_block,
+            upgrade=self.upgrade,
         )
         conn = proto.pool.take(route.upstream)
         if conn is None:
@@ -88,9 +101,15 @@ class Exchange(ExchangeState):
     def _resolve(self, scan: http.HeaderScan, expect: bytes | None) -> Route | None:
         """The route for a valid request; otherwise answer with an error and return None."""
         status = self._check_host(scan) or request.framing_error(self.method, scan, expect)
+        te = scan.transfer_encoding
+        if self.method == b"CONNECT" or (te is not None and not http.is_chunked(te)):
+            # After a CONNECT head comes a tunnel in the client's mind; after a body whose
+            # length is unknown (RFC 9112 section 6.3) nothing can be framed.
+            self.close_after = True
         route = None
         if not status:
-            target = request.origin_form(self.target)
+            assert scan.host is not None  # _check_host() saw exactly one
+            target = request.origin_form(self.target, scan.host)
             path = None if target is None else request.path_of(target)
             route = None if path is None else self.proto.settings.match(path)
             self.target = target or self.target
@@ -168,6 +187,10 @@ class Exchange(ExchangeState):
 
     def request_end(self) -> None:
         """The request is complete."""
+        if self.req_length > 0 and self.bytes_in != self.req_length:
+            # Never complete a message under another framing than the one sent upstream.
+            self.reject_body(f"request body of {self.bytes_in} bytes, declared {self.req_length}")
+            return
         self.req_done = True
         if self.discard:
             if self._fail_pending:
@@ -222,6 +245,38 @@ class Exchange(ExchangeState):
         if proto.settings.ipp and _is_ipp(scan.content_type):
             self._ipp_resp = ipp.HeaderCollector()
         return until_close
+
+    def switch_protocols(
+        self, reason: bytes, headers: list[tuple[bytes, bytes]], upgrade: bool
+    ) -> None:
+        """A 101: become a tunnel if this request offered that protocol, else fail (502)."""
+        self._retry_ok = False
+        proto, conn, offer = self.proto, self.conn, self.upgrade
+        scan = proto.response_scan(headers)
+        if offer is None or not upgrade or not self.req_done or conn is None:
+            # RFC 9110 section 15.2.2: a 101 only answers an Upgrade, and switches after the
+            # whole request: anything else leaves the framing of what follows unknown.
+            self.fail(502, "upstream switched protocols unasked")
+            return
+        if not tunnel.accepted(scan.upgrade, offer):
+            self.fail(502, f"upstream switched to a protocol not offered: {scan.upgrade!r}")
+            return
+        self.latency = proto.loop.time() - self.sent_at
+        self.status = 101
+        self.resp_started = self.close_after = True
+        assert scan.upgrade is not None  # accepted() checked it
+        proto.write(response.switch_head(reason, scan, scan.upgrade))
+        self.tunnel = tunnel.Tunnel(self, proto, conn, proto.pool.tunnels)
+        conn.start_tunnel(self.tunnel)
+        proto.start_tunnel(self.tunnel)
+
+    def tunnel_ended(self, error: str | None) -> None:
+        """The upstream closed the tunnel (or it timed out): close the client too."""
+        if self.finished:
+            return
+        self.error = error
+        self._release_upstream(reusable=False)
+        self._finish()
 
     def response_body(self, data: bytes) -> None:
         """Relay a piece of the response body, re-chunked when the client gets chunked."""
@@ -281,6 +336,9 @@ class Exchange(ExchangeState):
 
     def on_timeout(self, kind: int) -> None:
         """The client protocol's timer expired while this exchange was running."""
+        if kind == T_TUNNEL:
+            self.tunnel_ended("tunnel idle timeout")
+            return
         self.fail(504, "upstream response timeout" if kind == T_RESPONSE else "transfer stalled")
 
     def fail(self, status: int, error: str) -> None:
@@ -305,8 +363,12 @@ class Exchange(ExchangeState):
 
     def reject_body(self, error: str) -> None:
         """The request body is malformed: answer 400 if still possible, and close."""
-        self.error = error
+        self.error = self.error or error
         self._release_upstream(reusable=False)
+        if self.resp_done:  # refused already (its body was being discarded): just close
+            self.close_after = True
+            self._finish()
+            return
         if self.resp_started:
             self.abort()
             return
@@ -354,6 +416,8 @@ class Exchange(ExchangeState):
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
+        if self.tunnel is not None:
+            self.tunnel.end()
         conn, self.conn = self.conn, None
         self._up_out.clear()
         if conn is not None:
@@ -372,7 +436,8 @@ class Exchange(ExchangeState):
         if self.finished:
             return
         self.finished = True
-        self.error = self.error or "client closed the connection"
+        if self.tunnel is None:  # closing is how a tunnel normally ends
+            self.error = self.error or "client closed the connection"
         if not self.resp_started:
             self.status = _STATUS_CLIENT_GONE
         self._release_upstream(reusable=False)

@@ -19,13 +19,15 @@ CLOSE_LINE = b"Connection: close\r\n"
 KEEP_ALIVE_LINE = b"Connection: keep-alive\r\n"
 
 # What to do with a field, by lower-case name.
-_KEEP, _DROP, _HOST, _CONNECTION, _TE, _CL, _EXPECT, _CTYPE = range(8)
+_KEEP, _DROP, _HOST, _CONNECTION, _TE, _CL, _EXPECT, _CTYPE, _UPGRADE = range(9)
 
 # RFC 9110 section 7.6.1: Connection and the fields it names are hop-by-hop, as are
 # Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding (re-framed by us) and
-# Upgrade. Expect is answered by the proxy itself (see exchange.py). Forwarded,
-# X-Forwarded-* and X-Certgate-* are the proxy's to set: client copies are dropped so
-# they cannot be spoofed.
+# Upgrade (its value is kept aside: the proxy offers it again itself, see tunnel.py). Expect
+# is answered by the proxy itself (see exchange.py). Forwarded, X-Forwarded-* and
+# X-Certgate-* are the proxy's to set: client copies are dropped so they cannot be spoofed.
+# A name that matches any of these once `_` is read as `-` is dropped as well: CGI-style
+# upstreams (and nginx with underscores_in_headers) read X_Certgate_Account as the real one.
 _REQUEST_ACTIONS: dict[bytes, int] = {
     b"host": _HOST,
     b"connection": _CONNECTION,
@@ -36,7 +38,7 @@ _REQUEST_ACTIONS: dict[bytes, int] = {
     b"keep-alive": _DROP,
     b"te": _DROP,
     b"trailer": _DROP,
-    b"upgrade": _DROP,
+    b"upgrade": _UPGRADE,
     b"forwarded": _DROP,
 }
 _REQUEST_DROP_PREFIXES = (b"proxy-", b"x-forwarded-", b"x-certgate-")
@@ -48,7 +50,7 @@ _RESPONSE_ACTIONS: dict[bytes, int] = {
     b"keep-alive": _DROP,
     b"te": _DROP,
     b"trailer": _DROP,
-    b"upgrade": _DROP,
+    b"upgrade": _UPGRADE,
 }
 _RESPONSE_DROP_PREFIXES = (b"proxy-",)
 _NO_EXTRA: frozenset[bytes] = frozenset()
@@ -77,6 +79,7 @@ class HeaderScan:
         "host",
         "host_count",
         "transfer_encoding",
+        "upgrade",
     )
 
     def __init__(self) -> None:
@@ -87,6 +90,7 @@ class HeaderScan:
         self.content_length: bytes | None = None
         self.content_type: bytes | None = None
         self.expect: bytes | None = None
+        self.upgrade: bytes | None = None
 
 
 class ScanMemo:
@@ -156,6 +160,10 @@ def _filter(
         if action == _KEEP:
             if lname.startswith(drop_prefixes) or lname in extra_drop:
                 continue
+            if b"_" in lname:
+                alias = lname.replace(b"_", b"-")
+                if alias in actions or alias.startswith(drop_prefixes) or alias in extra_drop:
+                    continue  # a protected or hop-by-hop field spelled with underscores
             pieces += (name, b": ", value, CRLF)
         elif action == _CL or action == _CTYPE:
             pieces += (name, b": ", value, CRLF)
@@ -171,6 +179,9 @@ def _filter(
             scan.transfer_encoding = value if te is None else te + b", " + value
         elif action == _EXPECT:
             scan.expect = value
+        elif action == _UPGRADE:
+            up = scan.upgrade
+            scan.upgrade = value if up is None else up + b", " + value
         elif action == _CONNECTION:
             options.update(t.strip() for t in value.lower().split(b","))
     scan.block = b"".join(pieces)

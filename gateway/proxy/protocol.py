@@ -1,34 +1,45 @@
 """Client side of the data path: the asyncio protocol a TLS listener runs per connection.
 
-`ProxyProtocol` parses requests with httptools and drives one `Exchange` at a time. Parser
-events for a request that cannot be handled yet (the upstream connection is being opened,
-or a pipelined request arrives while the previous response is still streaming) are queued
-and reading from the client is paused, so at most one read's worth is ever held.
+`ProxyProtocol` parses requests with httptools and drives one `Exchange` at a time; its
+input side (the event queue, the raw bytes after an upgrade head) is `intake.Intake`.
 
 Back-pressure: when the upstream's write buffer passes its high-water mark, reading from
 the client pauses until it drains; when the client's write buffer does, reading from the
 upstream pauses (asyncio's pause_writing/resume_writing callbacks drive both).
 
 One timer per connection covers every phase: idle keep-alive, header read, waiting for
-the upstream's response, and inactivity while streaming (`set_timer`).
+the upstream's response, inactivity while streaming, and an idle tunnel (`set_timer`).
+
+A malformed request is answered in its turn: its 400 (and its access-log line) is queued
+behind the responses to the requests before it, then the connection closes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Callable
 from typing import cast
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
 from gateway.proxy import http
+from gateway.proxy.body import BodyReader, RawInput
 from gateway.proxy.context import ConnectionContext, HostCache
 from gateway.proxy.exchange import Exchange
+from gateway.proxy.intake import (
+    BODY,
+    BODY_ERROR,
+    END,
+    HEAD,
+    PAUSE_BROKEN,
+    PAUSE_UPSTREAM,
+    REJECT,
+    Intake,
+)
 from gateway.proxy.record import RequestRecord
 from gateway.proxy.settings import ProxySettings
-from gateway.proxy.state import T_HEAD, T_IDLE, T_RESPONSE, T_STREAM
+from gateway.proxy.state import T_HEAD, T_IDLE, T_RESPONSE, T_STREAM, T_TUNNEL
 from gateway.proxy.timer import Deadline
 from gateway.proxy.upstream import UpstreamPool
 
@@ -39,11 +50,8 @@ _NO_MEMO = http.ScanMemo(http.scan_request_headers)
 
 logger = logging.getLogger(__name__)
 
-_HEAD, _BODY, _END = range(3)
-_PAUSE_QUEUE, _PAUSE_UPSTREAM, _PAUSE_BROKEN = 1, 2, 4
 
-
-class ProxyProtocol(asyncio.Protocol):
+class ProxyProtocol(Intake):
     """HTTP/1.1 reverse proxy for one client connection (plain or TLS transport).
 
     `context_factory(transport)` is called once the connection is made; `on_request(record)`
@@ -52,24 +60,19 @@ class ProxyProtocol(asyncio.Protocol):
     """
 
     __slots__ = (
-        "_closing",
+        "_broken",
         "_context_factory",
         "_delays",
-        "_exchange",
         "_hdr_bytes",
         "_headers",
         "_in_head",
         "_on_request",
         "_parser",
-        "_queue",
-        "_queue_running",
         "_raw_head",
-        "_read_pause",
         "_reject",
         "_timer",
         "_timer_kind",
         "_url",
-        "blocked",
         "context",
         "draining",
         "hosts",
@@ -78,7 +81,6 @@ class ProxyProtocol(asyncio.Protocol):
         "request_scan",
         "response_scan",
         "settings",
-        "transport",
         "write_paused",
     )
 
@@ -90,38 +92,35 @@ class ProxyProtocol(asyncio.Protocol):
         on_request: Callable[[RequestRecord], None],
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
+        super().__init__()
         self.settings = settings
         self.pool = pool
         self._context_factory = context_factory
         self._on_request = on_request
         # Passed by the listener: get_running_loop() costs a getpid() system call.
         self.loop = loop or asyncio.get_running_loop()
-        self.transport: asyncio.Transport | None = None
         self.context: ConnectionContext | None = None
         # Built on the first bytes (see _start): a connection that never sends a request
         # (probes, health checks, TLS pings) costs no HTTP setup.
         self._parser: HttpRequestParser | None = None
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
-        self._in_head = False
+        self._in_head = self._broken = False
         self._hdr_bytes = self._raw_head = self._reject = 0
-        self._queue: deque[tuple[int, object]] = deque()
-        self._queue_running = self.blocked = False
-        self._exchange: Exchange | None = None
-        self._read_pause = 0
-        self.write_paused = self.draining = self._closing = False
+        self.write_paused = self.draining = False
         self.hosts: HostCache | None = None
         # Built with the parser (see _start); used by the exchange.
         self.request_scan = self.response_scan = _NO_MEMO
         self._timer = Deadline(self.loop, self._on_timer)
         self._timer_kind = T_IDLE
         s = settings
-        # Indexed by timer kind: T_IDLE, T_HEAD, T_RESPONSE, T_STREAM.
+        # Indexed by timer kind: T_IDLE, T_HEAD, T_RESPONSE, T_STREAM, T_TUNNEL.
         self._delays: tuple[float, ...] = (
             s.idle_timeout_s,
             s.header_timeout_s,
             s.upstream_response_timeout_s,
             s.idle_timeout_s,
+            s.tunnel_idle_timeout_s,
         )
 
     # -- asyncio.Protocol --------------------------------------------------------------
@@ -159,15 +158,26 @@ class ProxyProtocol(asyncio.Protocol):
             self._emit(exchange)
 
     def eof_received(self) -> bool | None:
+        raw = self._raw
+        if raw is not None and raw.tunnel is not None:
+            # A half-closed tunnel: pass the half-close on and keep relaying the other way
+            # (the transport keeps writing after a FIN or a close_notify).
+            raw.tunnel.client_eof()
+            return True
         # A half-closed client (FIN, or close_notify: the TLS transport keeps writing after
-        # either) still gets its in-flight response, then the connection closes.
-        if self._exchange is not None and self.transport is not None:
+        # either) still gets its in-flight response, then the connection closes. A request
+        # whose body was still coming can never complete: close.
+        if self._exchange is not None and self.transport is not None and not self._in_body:
             self.draining = True
             return True
         return None
 
     def data_received(self, data: bytes) -> None:
-        if self._closing:
+        if self._closing or self._broken:
+            return
+        raw = self._raw
+        if raw is not None:
+            self._raw_received(raw, data)
             return
         parser = self._parser
         if parser is None:
@@ -182,8 +192,12 @@ class ProxyProtocol(asyncio.Protocol):
         try:
             parser.feed_data(data)
         except HttpParserUpgrade as e:
-            # Upgrade was dropped (hop-by-hop); what follows the head is the next request.
-            self.data_received(data[e.args[0] :])
+            # The head just parsed asked for a switch (on_headers_complete set _raw up):
+            # what follows it is its body, then the new protocol or the next request.
+            raw = self._raw
+            assert raw is not None
+            if e.args[0] < len(data):
+                self._raw_received(raw, data[e.args[0] :])
             return
         except HttpParserError as e:
             self._parse_error(e)
@@ -243,27 +257,38 @@ class ProxyProtocol(asyncio.Protocol):
             keep_alive=parser.should_keep_alive(),
             http10=parser.get_http_version() == "1.0",
         )
-        self._push(_HEAD, exchange)
+        self._in_body = True
+        if parser.should_upgrade():
+            self._raw = RawInput(exchange, self._upgrade_body())
+            exchange.switch_asked = True
+        self._push(HEAD, exchange)
+
+    def _upgrade_body(self) -> BodyReader | None:
+        """The reader for the body the parser will skip (RFC 9112 section 6.3), if any.
+
+        The parser has refused Content-Length beside Transfer-Encoding, duplicates and a
+        final coding other than chunked before this head could complete.
+        """
+        scan = self.request_scan(self._headers)
+        if scan.transfer_encoding is not None:
+            return BodyReader(None)
+        length = int(scan.content_length or b"0")
+        return BodyReader(length) if length else None
 
     def on_body(self, body: bytes) -> None:
-        self._push(_BODY, body)
+        self._push(BODY, body)
 
     def on_message_complete(self) -> None:
-        self._push(_END, None)
+        raw = self._raw
+        if raw is not None and raw.body is not None:
+            return  # the parser skipped the body: the body reader ends this message
+        self._in_body = False
+        self._push(END, None)
 
     # -- event queue ----------------------------------------------------------------------
 
-    def _push(self, kind: int, item: object) -> None:
-        if self._closing:
-            return
-        if self.blocked or self._queue:
-            self._queue.append((kind, item))
-            self._pause(_PAUSE_QUEUE)
-            return
-        self._dispatch(kind, item)
-
     def _dispatch(self, kind: int, item: object) -> None:
-        if kind == _HEAD:
+        if kind == HEAD:
             if self.draining:
                 self._close()
                 return
@@ -271,34 +296,15 @@ class ProxyProtocol(asyncio.Protocol):
             new.start()
             return
         exchange = self._exchange
-        assert exchange is not None  # a body or end always follows its head
-        if kind == _BODY:
+        if kind == REJECT or exchange is None:
+            status, error = cast(tuple[int, str], item) if kind == REJECT else (400, str(item))
+            self._answer_and_close(status, error)
+        elif kind == BODY:
             exchange.request_body(cast(bytes, item))
-        else:
+        elif kind == END:
             exchange.request_end()
-
-    def block(self) -> None:
-        """Hold further parser events (queued) until `unblock`."""
-        self.blocked = True
-
-    def unblock(self) -> None:
-        """Deliver queued events again, until something blocks anew."""
-        self.blocked = False
-        if self._queue_running:
-            return  # the running loop below picks up where it is
-        self._queue_running = True
-        try:
-            queue = self._queue
-            while queue and not self.blocked and not self._closing:
-                kind, item = queue.popleft()
-                self._dispatch(kind, item)
-        finally:
-            self._queue_running = False
-        if not self._queue:
-            self._resume(_PAUSE_QUEUE)
-        exchange = self._exchange
-        if exchange is not None:
-            exchange.flush_upstream()
+        else:  # BODY_ERROR
+            exchange.reject_body(cast(str, item))
 
     # -- used by the exchange -----------------------------------------------------------
 
@@ -314,54 +320,40 @@ class ProxyProtocol(asyncio.Protocol):
         self._timer.set(self._delays[kind])
 
     def touch(self) -> None:
-        """Data moved: push the streaming inactivity deadline back."""
-        if self._timer_kind == T_STREAM:
-            self._timer.set(self._delays[T_STREAM])
+        """Data moved: push the streaming (or tunnel) inactivity deadline back."""
+        kind = self._timer_kind
+        if kind >= T_STREAM:
+            self._timer.set(self._delays[kind])
 
     def upstream_full(self, paused: bool) -> None:
         """The upstream's write buffer is above (True) or back below (False) its limit."""
         if paused:
-            self._pause(_PAUSE_UPSTREAM)
+            self._pause(PAUSE_UPSTREAM)
         else:
-            self._resume(_PAUSE_UPSTREAM)
+            self._resume(PAUSE_UPSTREAM)
 
     def upstream_detached(self) -> None:
         """The exchange let go of its upstream connection: its back-pressure ends."""
-        self._resume(_PAUSE_UPSTREAM)
+        self._resume(PAUSE_UPSTREAM)
 
     def exchange_done(self, exchange: Exchange, *, abort: bool) -> None:
         """An exchange finished: log it, then close or go on with the next request."""
         if self._exchange is exchange:
             self._exchange = None
         self._emit(exchange)
-        self._resume(_PAUSE_UPSTREAM)
+        self._resume(PAUSE_UPSTREAM)
         if abort:
             self._close(abort=True)
         elif exchange.close_after or self.draining:
             self._close()
         else:
+            held = self._leave_raw(exchange)
             self.blocked = False
             self.unblock()
             if self._exchange is None and not self._closing:
                 self.set_timer(T_HEAD if self._in_head else T_IDLE)
-
-    @property
-    def reading_paused(self) -> bool:
-        """True while reading from the client is paused (back-pressure or queued input)."""
-        return self._read_pause != 0
-
-    def buffered_bytes(self) -> int:
-        """Bytes this connection holds in memory: write buffers and queued body bytes.
-
-        For tests and metrics; it stays bounded thanks to back-pressure.
-        """
-        total = sum(len(cast(bytes, item)) for kind, item in self._queue if kind == _BODY)
-        if self.transport is not None:
-            total += self.transport.get_write_buffer_size()
-        exchange = self._exchange
-        if exchange is not None and exchange.conn is not None:
-            total += exchange.conn.write_buffer_size()
-        return total
+            if held:
+                self.data_received(held)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -376,7 +368,7 @@ class ProxyProtocol(asyncio.Protocol):
             return
         kind = self._timer_kind
         exchange = self._exchange
-        if exchange is not None and kind in (T_RESPONSE, T_STREAM):
+        if exchange is not None and kind in (T_RESPONSE, T_STREAM, T_TUNNEL):
             exchange.on_timeout(kind)
         elif kind == T_HEAD and self._in_head:
             self._answer_and_close(408, "request head timeout")  # RFC 9110 s. 15.5.9
@@ -384,17 +376,19 @@ class ProxyProtocol(asyncio.Protocol):
             self._close()  # idle keep-alive connection: close without a word
 
     def _parse_error(self, error: HttpParserError) -> None:
+        """The input is broken where the parser is: nothing after it can be framed.
+
+        Read no more; the error is answered in its turn, after the requests before it:
+        a broken body fails its own request (400 if no response started), a broken head
+        gets its own 400. Either way the connection then closes.
+        """
         status, self._reject = self._reject or 400, 0
-        exchange = self._exchange
-        if exchange is None:
-            self._answer_and_close(status, f"invalid request head: {error}")
-        elif not exchange.req_done:
-            # The body of the request in flight is malformed (bad chunk framing).
-            exchange.reject_body(f"invalid request body: {error}")
+        self._broken = True
+        self._pause(PAUSE_BROKEN)
+        if self._in_body:
+            self._push(BODY_ERROR, f"invalid request body: {error}")
         else:
-            # A later, pipelined request is broken: read no more, close after this one.
-            self.draining = True
-            self._pause(_PAUSE_BROKEN)
+            self._push(REJECT, (status, f"invalid request head: {error}"))
 
     def _answer_and_close(self, status: int, error: str) -> None:
         """Refuse a request whose head never completed; it is logged without method/path."""
@@ -402,20 +396,13 @@ class ProxyProtocol(asyncio.Protocol):
         self._close()
         self._call_hook(RequestRecord.rejected(status, error))
 
-    def _pause(self, reason: int) -> None:
-        if not self._read_pause and self.transport is not None and not self._closing:
-            self.transport.pause_reading()
-        self._read_pause |= reason
-
-    def _resume(self, reason: int) -> None:
-        if self._read_pause & reason:
-            self._read_pause &= ~reason
-            if not self._read_pause and self.transport is not None and not self._closing:
-                self.transport.resume_reading()
-
     def _close(self, *, abort: bool = False) -> None:
         self._closing = True
         self._timer.cancel()
+        for kind, item in self._queue:
+            if kind == REJECT:  # never answered (the connection closes), still logged
+                status, error = cast(tuple[int, str], item)
+                self._call_hook(RequestRecord.rejected(status, error))
         self._queue.clear()
         if self.transport is not None:
             if abort:

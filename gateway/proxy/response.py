@@ -37,3 +37,18 @@ def head(
     """The response head for the client: status line, forwarded fields, framing, Connection."""
     connection = http.CLOSE_LINE if close else http.KEEP_ALIVE_LINE if http10 else b""
     return b"".join((http.status_line(status, reason), scan.block, te_field, connection, http.CRLF))
+
+
+def switch_head(reason: bytes, scan: http.HeaderScan, upgrade: bytes) -> bytes:
+    """A 101 head for the client: the upstream's fields, with Upgrade and its connection
+    option (hop-by-hop, so rebuilt here; RFC 9110 sections 7.8 and 15.2.2)."""
+    return b"".join(
+        (
+            http.status_line(101, reason),
+            scan.block,
+            b"Connection: Upgrade\r\nUpgrade: ",
+            upgrade,
+            http.CRLF,
+            http.CRLF,
+        )
+    )

@@ -131,6 +131,9 @@ class ProxySettings:
 
     `ipp=True` makes upstream failures answer `application/ipp` POSTs with an IPP response
     (status server-error-service-unavailable) instead of an HTML-free HTTP 502/504.
+    `upgrade_protocols` are the HTTP/1.1 Upgrade protocols offered to the upstream (lower
+    case; `h2c` is refused, see `tunnel.py`); a tunnel with no byte either way for
+    `tunnel_idle_timeout_s` is closed.
     """
 
     routes: tuple[Route, ...]
@@ -140,6 +143,8 @@ class ProxySettings:
     upstream_connect_timeout_s: float = 5
     upstream_response_timeout_s: float = 60
     max_header_bytes: int = 65536
+    upgrade_protocols: frozenset[bytes] = frozenset((b"websocket",))
+    tunnel_idle_timeout_s: float = 600
     ordered_routes: tuple[Route, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -154,10 +159,18 @@ class ProxySettings:
             "idle_timeout_s",
             "upstream_connect_timeout_s",
             "upstream_response_timeout_s",
+            "tunnel_idle_timeout_s",
         ):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ProxyConfigError(name, f"must be a positive number of seconds, got {value!r}")
+        for protocol in self.upgrade_protocols:
+            if protocol != protocol.lower() or not protocol or b"," in protocol:
+                raise ProxyConfigError("upgrade_protocols", f"{protocol!r} is not a lower-case "
+                                       "protocol name")
+            if protocol == b"h2c":
+                raise ProxyConfigError("upgrade_protocols", "h2c cannot be tunnelled: its "
+                                       "requests would bypass the proxy's per-request checks")
         if self.max_header_bytes < 1024:
             raise ProxyConfigError("max_header_bytes", "must be at least 1024")
         ordered = tuple(sorted(self.routes, key=lambda r: len(r.prefix), reverse=True))

@@ -12,10 +12,12 @@ if TYPE_CHECKING:
 
     from gateway.proxy.protocol import ProxyProtocol
     from gateway.proxy.settings import Upstream
+    from gateway.proxy.tunnel import Tunnel
     from gateway.proxy.upstream import UpstreamConnection
 
-# Timer kinds of the client connection, see ProxyProtocol.set_timer.
-T_IDLE, T_HEAD, T_RESPONSE, T_STREAM = range(4)
+# Timer kinds of the client connection, see ProxyProtocol.set_timer. T_STREAM and T_TUNNEL
+# (the last ones) are inactivity timeouts that moving data pushes back.
+T_IDLE, T_HEAD, T_RESPONSE, T_STREAM, T_TUNNEL = range(5)
 
 
 class ExchangeState:
@@ -53,13 +55,17 @@ class ExchangeState:
         "proto",
         "req_chunked",
         "req_done",
+        "req_length",
         "resp_chunked",
         "resp_done",
         "resp_started",
         "sent_at",
         "started",
         "status",
+        "switch_asked",
         "target",
+        "tunnel",
+        "upgrade",
         "upstream_keep_alive",
     )
 
@@ -88,7 +94,10 @@ class ExchangeState:
         self.req_chunked = self.req_done = self.discard = self.expect_pending = False
         self.resp_started = self.resp_done = self.resp_chunked = self.finished = False
         self.upstream_keep_alive = self._skip_interim = self.is_ipp = False
-        self._body_sent = self._retry_ok = False
+        self._body_sent = self._retry_ok = self.switch_asked = False
+        self.req_length = 0  # Content-Length sent upstream; -1 when chunked
+        self.upgrade: bytes | None = None  # the Upgrade value offered to the upstream
+        self.tunnel: Tunnel | None = None
         self.ipp_request: ipp.IppRequestHeader | None = None
         self.ipp_status: int | None = None
         self._ipp_req: ipp.HeaderCollector | None = None

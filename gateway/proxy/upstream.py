@@ -14,10 +14,18 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Protocol, cast
 
-from httptools import HttpParserCallbackError, HttpParserError, HttpResponseParser
+from httptools import (
+    HttpParserCallbackError,
+    HttpParserError,
+    HttpParserUpgrade,
+    HttpResponseParser,
+)
+
+from gateway.proxy.tunnel import TunnelStats
 
 if TYPE_CHECKING:
     from gateway.proxy.settings import Upstream
+    from gateway.proxy.tunnel import Tunnel
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +39,12 @@ class ResponseSink(Protocol):
         self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], keep_alive: bool
     ) -> bool:
         """A response head; returns True if the body is delimited by connection close."""
+
+    def switch_protocols(
+        self, reason: bytes, headers: list[tuple[bytes, bytes]], upgrade: bool
+    ) -> None:
+        """A 101 head (`upgrade`: it carries Upgrade and Connection: upgrade); the sink
+        either calls `start_tunnel` or fails the exchange."""
 
     def response_body(self, data: bytes) -> None:
         """A piece of the (de-chunked) response body."""
@@ -52,6 +66,10 @@ class _StopAfterHead(Exception):
     """Raised inside the parser to stop after a HEAD response's head."""
 
 
+class _RefusedSwitch(Exception):
+    """Raised inside the parser after a 101 the exchange refused (it failed already)."""
+
+
 class UpstreamConnection(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection to an upstream server."""
 
@@ -67,11 +85,13 @@ class UpstreamConnection(asyncio.Protocol):
         "_reason",
         "_sink",
         "_stopped",
+        "_tunnel",
         "_until_close",
         "closed",
         "idle_since",
         "key",
         "transport",
+        "tunneled",
     )
 
     def __init__(self, pool: UpstreamPool, key: str) -> None:
@@ -89,7 +109,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._stopped = False
         self._until_close = False
         self._reading_paused = False
-        self.closed = False
+        self._tunnel: Tunnel | None = None
+        self.closed = self.tunneled = False
         self.idle_since = 0.0
 
     # -- used by the exchange and the pool ---------------------------------------------
@@ -103,12 +124,24 @@ class UpstreamConnection(asyncio.Protocol):
     def unbind(self) -> None:
         """Detach the exchange; reading resumes so that a close by the upstream is noticed."""
         self._sink = None
+        self._tunnel = None
         self.resume_reading()
+
+    def start_tunnel(self, tunnel: Tunnel) -> None:
+        """From now on every byte read goes to `tunnel`; the connection is never pooled."""
+        self._tunnel = tunnel
+        self.tunneled = True
 
     def write(self, data: bytes) -> None:
         """Send bytes to the upstream."""
         if self.transport is not None and not self.closed:
             self.transport.write(data)
+
+    def write_eof(self) -> None:
+        """Half-close: send no more (a tunnel whose client half-closed)."""
+        transport = self.transport
+        if transport is not None and not self.closed and transport.can_write_eof():
+            transport.write_eof()
 
     def pause_reading(self) -> None:
         """Stop reading responses (the client cannot take more yet)."""
@@ -140,7 +173,11 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._pool.forget(self)
+        tunnel, self._tunnel = self._tunnel, None
         sink, self._sink = self._sink, None
+        if tunnel is not None:
+            tunnel.upstream_closed(f"upstream connection lost: {exc}" if exc else None)
+            return
         if sink is None:
             return
         if self._until_close and not self._in_head:
@@ -149,12 +186,22 @@ class UpstreamConnection(asyncio.Protocol):
             sink.upstream_failed(f"upstream closed the connection{f': {exc}' if exc else ''}")
 
     def data_received(self, data: bytes) -> None:
+        tunnel = self._tunnel
+        if tunnel is not None:
+            tunnel.from_upstream(data)
+            return
         sink = self._sink
         if sink is None:
             self.close()  # an idle upstream has nothing to say; its connection is unusable
             return
         try:
             self._parser.feed_data(data)
+        except HttpParserUpgrade as e:
+            # After a 101 the exchange accepted: the rest is the new protocol's.
+            tunnel = self._tunnel
+            if tunnel is not None and e.args[0] < len(data):
+                tunnel.from_upstream(data[e.args[0] :])
+            return
         except HttpParserError as e:
             if self._stopped:
                 self._stopped = False
@@ -212,6 +259,12 @@ class UpstreamConnection(asyncio.Protocol):
             return
         parser = self._parser
         status = parser.get_status_code()
+        if status == 101:
+            # RFC 9110 section 15.2.2: the connection switches after this head's empty line.
+            sink.switch_protocols(self._reason, self._headers, parser.should_upgrade())
+            if self._tunnel is None:
+                raise _RefusedSwitch
+            return
         until_close = sink.response_head(
             status, self._reason, self._headers, parser.should_keep_alive()
         )
@@ -228,7 +281,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self._until_close = False
-        if self._sink is not None:
+        if self._sink is not None and self._tunnel is None:
             self._sink.response_end()
 
 
@@ -240,7 +293,14 @@ class UpstreamPool:
     schedule; reusing one it is about to close would fail the request).
     """
 
-    def __init__(self, *, max_idle_per_upstream: int = 64, idle_timeout_s: float = 15.0) -> None:
+    def __init__(
+        self,
+        *,
+        max_idle_per_upstream: int = 64,
+        idle_timeout_s: float = 15.0,
+        tunnels: TunnelStats | None = None,
+    ) -> None:
+        self.tunnels = tunnels or TunnelStats()
         self._idle: dict[str, list[UpstreamConnection]] = {}
         self._max_idle = max_idle_per_upstream
         self._idle_timeout_s = idle_timeout_s
@@ -302,7 +362,13 @@ class UpstreamPool:
     def release(self, conn: UpstreamConnection, *, reusable: bool) -> None:
         """Return a connection after an exchange; it is closed unless `reusable`."""
         conn.unbind()
-        if not reusable or self._closed or conn.closed or conn.write_buffer_size():
+        if (
+            not reusable
+            or self._closed
+            or conn.closed
+            or conn.tunneled  # spoke another protocol: never HTTP again
+            or conn.write_buffer_size()
+        ):
             conn.close()
             return
         conns = self._idle.setdefault(conn.key, [])

@@ -67,6 +67,12 @@ admin:
     ({"data_dir": "v", "listeners": [{"name": "a", "kind": "https", "bind": "127.0.0.1:1",
                                       "upstream": "http://h:1", "idle_timeout_s": -1}]},
      "listeners.0.idle_timeout_s"),
+    ({"data_dir": "v", "listeners": [{"name": "a", "kind": "https", "bind": "127.0.0.1:1",
+                                      "upstream": "http://h:1", "upgrade_protocols": ["h2c"]}]},
+     "listeners.0.upgrade_protocols"),
+    ({"data_dir": "v", "listeners": [{"name": "a", "kind": "https", "bind": "127.0.0.1:1",
+                                      "upstream": "http://h:1", "tunnel_idle_timeout_s": 0}]},
+     "listeners.0.tunnel_idle_timeout_s"),
     ({"data_dir": "v", "admin": {"bind": "example.com:80"}}, "admin.bind"),
     ({"data_dir": "v", "ca": {"key_type": "dsa"}}, "ca.key_type"),
 ])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
+
 from gateway.proxy import ProxySettings, Route, Upstream
 from tests.gateway.proxy.conftest import StartProxy, eventually, settings_for
 from tests.gateway.proxy.fake_upstream import FakeUpstream
@@ -364,20 +366,28 @@ async def test_interim_response_not_relayed(
     assert response.json()["target"] == "/interim"
 
 
-async def test_upgrade_is_dropped_and_connection_continues(
-    upstream: FakeUpstream, start_proxy: StartProxy
+@pytest.mark.parametrize(
+    ("offered", "forwarded"),
+    [("websocket", "websocket"), ("h2c", None), ("foo/1, WebSocket", "WebSocket")],
+)
+async def test_declined_upgrade_and_connection_continues(
+    upstream: FakeUpstream, start_proxy: StartProxy, offered: str, forwarded: str | None
 ) -> None:
+    """Only allowed protocols are offered upstream; an upstream that answers 200 instead
+    of 101 declines, and the request pipelined behind is parsed as HTTP again."""
     proxy = await start_proxy(settings_for(upstream.port))
     client = await Client.open(proxy.port)
     upgrade = build_request(
-        "GET", "/ws", headers=[("Connection", "Upgrade"), ("Upgrade", "websocket")]
+        "GET", "/ws", headers=[("Connection", "Upgrade"), ("Upgrade", offered)]
     )
     await client.send(upgrade + build_request("GET", "/next"))
     first = await client.read_response()
     second = await client.read_response()
     await client.close()
     assert (first.json()["target"], second.json()["target"]) == ("/ws", "/next")
-    assert upstream.requests[0].header("Upgrade") is None
+    assert upstream.requests[0].header("Upgrade") == forwarded
+    assert upstream.requests[0].header("Connection") == ("Upgrade" if forwarded else None)
+    assert first.header("upgrade") is None and first.header("connection") is None
 
 
 async def test_client_connection_close_is_honoured(

@@ -96,6 +96,10 @@ def test_upstream_target_replaces_prefix_with_base(
         ({"idle_timeout_s": -1}, "idle_timeout_s"),
         ({"upstream_response_timeout_s": float("inf")}, "upstream_response_timeout_s"),
         ({"max_header_bytes": 10}, "max_header_bytes"),
+        ({"tunnel_idle_timeout_s": 0}, "tunnel_idle_timeout_s"),
+        ({"upgrade_protocols": frozenset((b"h2c",))}, "upgrade_protocols"),
+        ({"upgrade_protocols": frozenset((b"WebSocket",))}, "upgrade_protocols"),
+        ({"upgrade_protocols": frozenset((b"a, b",))}, "upgrade_protocols"),
     ],
 )
 def test_settings_validation_names_the_field(kwargs: dict[str, object], field: str) -> None:
