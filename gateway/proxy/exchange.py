@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gateway.proxy import http, ipp, request, response
+from gateway.proxy import http, ipp, ipp_uris, request, response
 from gateway.proxy.state import T_RESPONSE, T_STREAM, ExchangeState
 
 if TYPE_CHECKING:
@@ -65,10 +65,11 @@ class Exchange(ExchangeState):
             return
         self._upstream = route.upstream
         self.is_ipp = proto.settings.ipp and self.method == b"POST" and _is_ipp(scan.content_type)
-        if self.is_ipp:
-            self._ipp_req = ipp.HeaderCollector()
         info = None if proto.hosts is None else proto.hosts.last
         assert info is not None  # _resolve() looked the Host up
+        if self.is_ipp:
+            self._ipp_req = ipp.HeaderCollector()
+            self._ipp_map = self._uri_map(route, info.host, info.value)
         self._head = request.upstream_head(
             self.method,
             self.target,
@@ -98,6 +99,15 @@ class Exchange(ExchangeState):
         if status:
             self.respond_local(status)
         return route
+
+    def _uri_map(self, route: Route, host: str, host_value: bytes) -> ipp_uris.UriMap:
+        """What the response's URIs naming the upstream become: the name the client used."""
+        transport = self.proto.transport
+        sockname = None if transport is None else transport.get_extra_info("sockname")
+        port = sockname[1] if isinstance(sockname, tuple) else None
+        secure = transport is not None and transport.get_extra_info("sslcontext") is not None
+        public = ipp_uris.public_authority(host, host_value, port)
+        return ipp_uris.UriMap.for_route(route, public, secure=secure)
 
     def _check_host(self, scan: http.HeaderScan) -> int:
         if scan.host_count != 1 or scan.host is None:
@@ -218,21 +228,49 @@ class Exchange(ExchangeState):
         head = response.head(
             status, reason, scan, te_field, close=self.close_after, http10=self.http10
         )
-        self._out.append(head)
         if proto.settings.ipp and _is_ipp(scan.content_type):
             self._ipp_resp = ipp.HeaderCollector()
+            if self._ipp_map is not None:
+                # The head waits for the attributes: their size decides its Content-Length.
+                limit = proto.settings.ipp_max_attributes_bytes
+                self._ipp_rw = ipp_uris.AttributeRewriter(self._ipp_map, limit=limit)
+                self._held_head = head
+                return until_close
+        self._out.append(head)
         return until_close
 
     def response_body(self, data: bytes) -> None:
         """Relay a piece of the response body, re-chunked when the client gets chunked."""
         if self._skip_interim:
             return
-        self.bytes_out += len(data)
         if self._ipp_resp is not None:
             header = self._ipp_resp.feed(data)
             if header is not None:
                 self._ipp_resp = None
                 self.ipp_status = ipp.parse_response_status(header)
+        if self._ipp_rw is not None:
+            data = self._release_head(self._ipp_rw.feed(data))
+        self._relay(data)
+
+    def _release_head(self, data: bytes | None) -> bytes:
+        """Queue the held head once the rewriter gave the attributes back (`data`)."""
+        rewriter = self._ipp_rw
+        if data is None or rewriter is None:
+            return b""  # still collecting the attributes
+        self._ipp_rw = None
+        if not rewriter.rewritten:
+            # Passed through as it came (the access log says why); the head is unchanged.
+            self.error = self.error or f"IPP URIs not rewritten: {rewriter.reason}"
+        head, self._held_head = self._held_head, b""
+        if rewriter.delta:
+            head = response.adjust_content_length(head, rewriter.delta)
+        self._out.append(head)
+        return data
+
+    def _relay(self, data: bytes) -> None:
+        if not data:
+            return  # an empty chunk would end a chunked body
+        self.bytes_out += len(data)
         if self.resp_chunked:
             self._out += (b"%x\r\n" % len(data), data, http.CRLF)
         else:
@@ -243,6 +281,9 @@ class Exchange(ExchangeState):
         if self._skip_interim:
             self._skip_interim = False
             return
+        if self._ipp_rw is not None:
+            # The body ended inside the attributes (or had none): forward it as it came.
+            self._relay(self._release_head(self._ipp_rw.finish()))
         if self.resp_chunked:
             self._out.append(http.LAST_CHUNK)
         self.flush_client()

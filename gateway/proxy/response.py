@@ -37,3 +37,17 @@ def head(
     """The response head for the client: status line, forwarded fields, framing, Connection."""
     connection = http.CLOSE_LINE if close else http.KEEP_ALIVE_LINE if http10 else b""
     return b"".join((http.status_line(status, reason), scan.block, te_field, connection, http.CRLF))
+
+
+def adjust_content_length(head: bytes, delta: int) -> bytes:
+    """`head` (a complete response head) with its Content-Length value(s) grown by `delta`.
+
+    Used when the proxy changes the size of a body whose length the upstream announced
+    (IPP URI rewriting). A head without Content-Length is returned unchanged. The value is
+    all digits: the upstream's response parser (llhttp) refuses any other.
+    """
+    lines = head.split(http.CRLF)
+    for i, line in enumerate(lines):
+        if line[:15].lower() == b"content-length:":
+            lines[i] = b"Content-Length: %d" % (int(line[15:].strip()) + delta)
+    return http.CRLF.join(lines)
