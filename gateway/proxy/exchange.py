@@ -330,6 +330,9 @@ class Exchange(ExchangeState):
             return
         self.error = error
         self._release_upstream(reusable=False)
+        if self._ipp_rw is not None:
+            # The head was held for the IPP attributes: nothing reached the client yet.
+            self._ipp_rw, self._held_head, self.resp_started = None, b"", False
         if self.resp_started:
             self.abort()
             return

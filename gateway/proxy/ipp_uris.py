@@ -152,6 +152,8 @@ def _authority_key(hostport: bytes, default: int) -> bytes | None:
         host, colon, port = hostport.partition(b":")
         after = colon + port
         host = host[:-1] if host.endswith(b".") else host  # absolute DNS name
+        if b"[" in host or b"]" in host:
+            return None
     if not host or (after and not after.startswith(b":")):
         return None
     digits = after[1:]
