@@ -93,6 +93,8 @@ class ListenerConfig(_Model):
     upstream_connect_timeout_s: float = Field(default=5.0, gt=0)
     upstream_response_timeout_s: float = Field(default=60.0, gt=0)
     max_connections: int = Field(default=10_000, gt=0)
+    # ipps: the most of an IPP response's attributes held to rewrite its URIs (see README).
+    ipp_max_attributes_bytes: int = Field(default=1 << 20, ge=1024)
 
     _bind = field_validator("bind")(classmethod(lambda cls, v: _check_bind(v)))
 

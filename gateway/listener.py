@@ -83,7 +83,8 @@ def proxy_settings(cfg: ListenerConfig) -> ProxySettings:
                          header_timeout_s=cfg.header_timeout_s,
                          idle_timeout_s=cfg.idle_timeout_s,
                          upstream_connect_timeout_s=cfg.upstream_connect_timeout_s,
-                         upstream_response_timeout_s=cfg.upstream_response_timeout_s)
+                         upstream_response_timeout_s=cfg.upstream_response_timeout_s,
+                         ipp_max_attributes_bytes=cfg.ipp_max_attributes_bytes)
 
 
 def _is_ip(host: str) -> bool:

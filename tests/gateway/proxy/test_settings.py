@@ -96,6 +96,7 @@ def test_upstream_target_replaces_prefix_with_base(
         ({"idle_timeout_s": -1}, "idle_timeout_s"),
         ({"upstream_response_timeout_s": float("inf")}, "upstream_response_timeout_s"),
         ({"max_header_bytes": 10}, "max_header_bytes"),
+        ({"ipp_max_attributes_bytes": 1023}, "ipp_max_attributes_bytes"),
     ],
 )
 def test_settings_validation_names_the_field(kwargs: dict[str, object], field: str) -> None:
