@@ -69,7 +69,7 @@ class Exchange(ExchangeState):
         assert info is not None  # _resolve() looked the Host up
         if self.is_ipp:
             self._ipp_req = ipp.HeaderCollector()
-            self._ipp_map = self._uri_map(route, info.host, info.value)
+            self._ipp_rewriters(route, info.host, info.value)
         self._head = request.upstream_head(
             self.method,
             self.target,
@@ -100,14 +100,19 @@ class Exchange(ExchangeState):
             self.respond_local(status)
         return route
 
-    def _uri_map(self, route: Route, host: str, host_value: bytes) -> ipp_uris.UriMap:
-        """What the response's URIs naming the upstream become: the name the client used."""
+    def _ipp_rewriters(self, route: Route, host: str, host_value: bytes) -> None:
+        """URIs naming the upstream in the response become the name the client used (and,
+        on routes with a base path, the request's become the upstream's)."""
         transport = self.proto.transport
         sockname = None if transport is None else transport.get_extra_info("sockname")
         port = sockname[1] if isinstance(sockname, tuple) else None
         secure = transport is not None and transport.get_extra_info("sslcontext") is not None
         public = ipp_uris.public_authority(host, host_value, port)
-        return ipp_uris.UriMap.for_route(route, public, secure=secure)
+        self._ipp_map = ipp_uris.UriMap.for_route(route, public, secure=secure)
+        request_map = ipp_uris.UriMap.for_request(route, public)
+        if request_map is not None:
+            limit = self.proto.settings.ipp_max_attributes_bytes
+            self._ipp_up = ipp_uris.AttributeRewriter(request_map, limit=limit)
 
     def _check_host(self, scan: http.HeaderScan) -> int:
         if scan.host_count != 1 or scan.host is None:
@@ -151,7 +156,8 @@ class Exchange(ExchangeState):
         )
         if proto.write_paused:
             conn.pause_reading()
-        self._up_out.append(self._head)
+        if self._ipp_up is None:  # else the head waits for the IPP attributes
+            self._up_out.append(self._head)
         self.sent_at = proto.loop.time()
         if self.expect_pending:
             self.expect_pending = False
@@ -170,6 +176,24 @@ class Exchange(ExchangeState):
                     self._respond_error(self._fail_pending)
         if self.discard:
             return
+        if self._ipp_up is not None:
+            data = self._release_request(self._ipp_up.feed(data))
+        self._send_body(data)
+
+    def _release_request(self, data: bytes | None) -> bytes:
+        """Queue the held request head once its IPP attributes were rewritten (`data`)."""
+        rewriter = self._ipp_up
+        if data is None or rewriter is None:
+            return b""
+        self._ipp_up = None
+        if rewriter.delta:
+            self._head = response.adjust_content_length(self._head, rewriter.delta)
+        self._up_out.append(self._head)
+        return data
+
+    def _send_body(self, data: bytes) -> None:
+        if not data:
+            return  # an empty chunk would end a chunked body
         self._body_sent = True
         if self.req_chunked:
             self._up_out += (b"%x\r\n" % len(data), data, http.CRLF)
@@ -185,6 +209,8 @@ class Exchange(ExchangeState):
             elif self.resp_done:
                 self._finish()
             return
+        if self._ipp_up is not None:
+            self._send_body(self._release_request(self._ipp_up.finish()))
         if self.req_chunked:
             self._body_sent = True
             self._up_out.append(http.LAST_CHUNK)

@@ -46,33 +46,58 @@ _LOOPBACK_NAMES = (b"localhost", b"127.0.0.1", b"[::1]")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UriMap:
-    """Which URI authorities name the upstream, and what replaces them.
+    """Which URI authorities to replace, and with what.
 
-    `internal` holds lower-case `host:port` keys (explicit port, IPv6 bracketed);
-    `public` is the `host:port` the client used. `secure` picks `ipps`/`https` (a TLS
-    listener) or `ipp`/`http`. A URI path under `upstream_base` is moved under
-    `public_prefix` (the reverse of `Route.upstream_target`).
+    `internal` holds lower-case `host:port` keys (explicit port, IPv6 bracketed) to
+    replace with `public` (a `host:port`). `secure` picks `ipps`/`https` (a TLS listener)
+    or `ipp`/`http`. A path under `from_path` is moved under `to_path`; None: paths stay.
     """
 
     internal: frozenset[bytes]
     public: bytes
     secure: bool = True
-    upstream_base: bytes = b""
-    public_prefix: bytes = b""
+    from_path: bytes | None = None
+    to_path: bytes = b""
 
     @classmethod
     def for_route(cls, route: Route, public: bytes, *, secure: bool = True) -> UriMap:
-        """The map for responses from `route`'s upstream to a client that used `public`."""
+        """Responses from `route`'s upstream to a client that used `public`.
+
+        The upstream's base path goes back to the route prefix (the reverse of
+        `Route.upstream_target`).
+        """
+        base = route.upstream.base_bytes
         return cls(
             internal=upstream_names(route.upstream),
             public=public,
             secure=secure,
-            upstream_base=route.upstream.base_bytes,
-            public_prefix=route.prefix_bytes.rstrip(b"/"),
+            from_path=base or None,
+            to_path=route.prefix_bytes.rstrip(b"/"),
+        )
+
+    @classmethod
+    def for_request(cls, route: Route, public: bytes) -> UriMap | None:
+        """Requests to `route`'s upstream; None when they need no rewriting.
+
+        Printers match `printer-uri`/`job-uri` by path only (ippeveprinter and CUPS answer
+        client-error-not-found to another path, whatever the host), so only a route that
+        changes the path (a base path) needs it; the URI then names the upstream itself.
+        """
+        base = route.upstream.base_bytes
+        if not base:
+            return None
+        name = public if public.endswith(b"]") else public.rpartition(b":")[0] or public
+        names = {public.lower(), *(name.lower() + b":%d" % p for p in (631, 443))}
+        return cls(
+            internal=frozenset(names),
+            public=route.upstream.authority.lower().encode("ascii"),
+            secure=False,
+            from_path=route.prefix_bytes.rstrip(b"/"),
+            to_path=base,
         )
 
     def rewrite(self, uri: bytes, learned: frozenset[bytes] = frozenset()) -> bytes | None:
-        """The public form of `uri` if it names the upstream (or a `learned` name), else None."""
+        """The new form of `uri` if it names an `internal` (or `learned`) authority, else None."""
         parts = split_uri(uri)
         if parts is None:
             return None
@@ -84,13 +109,13 @@ class UriMap:
         return new if len(new) <= _MAX_VALUE else None
 
     def _path(self, rest: bytes) -> bytes:
-        base = self.upstream_base
-        if not base or not rest.startswith(base):
+        start = self.from_path
+        if start is None or not rest.startswith(start):
             return rest
-        tail = rest[len(base) :]
+        tail = rest[len(start) :]
         if tail and tail[:1] not in b"/?#":
             return rest  # /ipp/printer2 is not under /ipp/print
-        path = self.public_prefix + tail
+        path = self.to_path + tail
         return path if path.startswith(b"/") else b"/" + path
 
 

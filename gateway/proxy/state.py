@@ -31,6 +31,7 @@ class ExchangeState:
         "_ipp_req",
         "_ipp_resp",
         "_ipp_rw",
+        "_ipp_up",
         "_out",
         "_retry_ok",
         "_skip_interim",
@@ -99,6 +100,7 @@ class ExchangeState:
         self._ipp_resp: ipp.HeaderCollector | None = None
         self._ipp_map: UriMap | None = None  # set for IPP requests: rewrite the response
         self._ipp_rw: AttributeRewriter | None = None  # while a response head is held
+        self._ipp_up: AttributeRewriter | None = None  # while a request head is held
         self._held_head = b""
         self.error: str | None = None
         self._head = b""

@@ -34,7 +34,7 @@ class Gateway:
                  root_pem: str) -> None:
         self.proc, self.port, self.dead_port, self.log = proc, port, dead_port, log
         self.root_pem = root_pem
-        self.web_port = self.admin_port = 0
+        self.web_port = self.admin_port = self.routed_port = 0
 
     def access(self) -> list[dict[str, object]]:
         lines = self.log.read_text().splitlines()
@@ -55,6 +55,7 @@ def gateway(netns: NetNamespace, ippeveprinter: IppEvePrinter,
     port = netns.free_port(TENANT_ADDRESS)
     dead_port = netns.free_port(TENANT_ADDRESS)
     web_port = netns.free_port(TENANT_ADDRESS)
+    routed_port = netns.free_port(TENANT_ADDRESS)
     admin_port = netns.free_port("127.0.0.1")
     stopped = netns.free_port("127.0.0.1")  # nothing listens there: upstream "down"
     config = tmp / "certgate.yaml"
@@ -67,6 +68,10 @@ def gateway(netns: NetNamespace, ippeveprinter: IppEvePrinter,
              "upstream": f"http://127.0.0.1:{stopped}"},
             {"name": "web", "kind": "https", "bind": f"0.0.0.0:{web_port}",
              "upstream": ippeveprinter.http_upstream},
+            # A route that changes the path: /printers/acme is the printer's /ipp/print.
+            {"name": "print-routed", "kind": "ipps", "bind": f"0.0.0.0:{routed_port}",
+             "routes": [{"prefix": "/printers/acme", "upstream_host": True,
+                         "upstream": f"{ippeveprinter.http_upstream}/ipp/print"}]},
         ],
         "admin": {"bind": f"127.0.0.1:{admin_port}"}}))
     _cli(config, "init")
@@ -82,6 +87,7 @@ def gateway(netns: NetNamespace, ippeveprinter: IppEvePrinter,
     netns.wait_for_port(TENANT_ADDRESS, port, proc=proc)
     gw = Gateway(proc, port, dead_port, log, _cli(config, "ca", "show"))
     gw.web_port = web_port
+    gw.routed_port = routed_port
     gw.admin_port = admin_port
     yield gw
     proc.stop()
@@ -341,3 +347,24 @@ def test_ipptool_verdicts_are_identical_direct_and_through_the_gateway(
         total += len(direct)
         passed += sum(verdict for _, verdict in direct)
     assert total >= 80 and passed >= 70, (total, passed)  # the suites really ran
+
+
+def test_a_route_with_a_base_path_maps_uris_both_ways(
+        gateway: Gateway, ippeveprinter: IppEvePrinter, ipptool: IppTool) -> None:
+    # The printer finds its queue by the path of printer-uri/job-uri: the request's URIs
+    # must name its path, the answers' the gateway's.
+    (ipptool.workdir / JOB_URIS_TEST).write_text(_JOB_URIS_SOURCE)
+    public = f"print.acme.example:{gateway.routed_port}"
+    before = ippeveprinter.spooled_files()
+    run = ipptool.run(f"ipps://{public}/printers/acme", [WAIT_IDLE_TEST, JOB_URIS_TEST],
+                      extra_args=["-v"])
+    run.assert_ok()
+    assert len(ippeveprinter.spooled_files()) == len(before) + 1
+    job = run.test("Get-Job-Attributes by printer-uri and job-id")
+    assert job.attribute("job-uri").startswith(f"ipps://{public}/printers/acme/")
+    assert job.attribute("job-printer-uri") == f"ipps://{public}/printers/acme"
+    printer = run.test("Get-Printer-Attributes")
+    assert set(printer.attribute("printer-uri-supported")) == {
+        f"ipps://{public}/printers/acme"}
+    assert printer.attribute("printer-more-info") == f"https://{public}/"
+    assert f":{ippeveprinter.port}" not in run.stdout

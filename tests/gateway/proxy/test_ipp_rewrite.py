@@ -35,7 +35,7 @@ class RawUpstream:
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, limit=1 << 24)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
@@ -278,8 +278,23 @@ async def test_non_ipp_listeners_and_non_ipp_responses_are_not_touched(
     await client.close()
 
 
-async def test_a_routes_base_path_maps_back_to_its_prefix(
-    raw: Callable[..., RawUpstream], start_proxy: StartProxy
+def split_request(raw_request: bytes) -> tuple[bytes, bytes]:
+    """(head, de-chunked body) of a request as the upstream received it."""
+    head, _, body = raw_request.partition(b"\r\n\r\n")
+    if b"transfer-encoding: chunked" not in head.lower():
+        return head, body
+    out = b""
+    while True:
+        size_line, _, body = body.partition(b"\r\n")
+        size = int(size_line, 16)
+        if not size:
+            return head, out
+        out, body = out + body[:size], body[size + 2 :]
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["length", "chunked"])
+async def test_a_routes_base_path_maps_uris_both_ways(
+    raw: Callable[..., RawUpstream], start_proxy: StartProxy, chunked: bool
 ) -> None:
     from gateway.proxy import Route, Upstream
 
@@ -291,11 +306,36 @@ async def test_a_routes_base_path_maps_back_to_its_prefix(
                   upstream=Upstream(host="127.0.0.1", port=upstream.port, base_path="/ipp/print"))
     proxy = await start_proxy(ProxySettings(routes=(route,), ipp=True))
     client = await Client.open(proxy.port)
+    document = bytes(range(256)) * 4096  # 1 MiB of document data after the attributes
+    request = w.message([(w.OPERATION, [
+        (w.CHARSET, b"attributes-charset", b"utf-8"),
+        (w.LANGUAGE, b"attributes-natural-language", b"en"),
+        (w.URI, b"printer-uri", f"ipps://{PUBLIC_HOST}/printers/a".encode()),
+        (w.URI, b"document-uri", b"https://elsewhere.example/printers/a/x.pdf")])],
+        data=document, status=0x0002)
+    headers = list(IPP_HEADERS)
+    if chunked:
+        headers.append(("Transfer-Encoding", "chunked"))
+        payload = b"".join(b"%x\r\n%s\r\n" % (len(p), p)
+                           for p in (request[:50], request[50:70000], request[70000:]))
+        payload += b"0\r\n\r\n"
+    else:
+        payload = request
     await client.send(build_request("POST", "/printers/a", host=PUBLIC_HOST,
-                                    headers=IPP_HEADERS, body=ipp_request()))
+                                    headers=headers, body=payload))
     body = (await client.read_response("POST")).body
     uris = w.uri_values(body)
     assert uris[b"printer-uri-supported"] == [f"ipp://{PUBLIC_HOST}/printers/a".encode()]
     assert uris[b"printer-more-info"] == [f"http://{PUBLIC_HOST}/printers/a/more".encode()]
-    assert upstream.requests[0].startswith(b"POST /ipp/print HTTP/1.1")
+    # The printer matches printer-uri by path: it gets its own, the document intact.
+    head, sent = split_request(upstream.requests[0])
+    assert head.startswith(b"POST /ipp/print HTTP/1.1")
+    assert w.uri_values(sent) == {
+        b"printer-uri": [b"ipp://127.0.0.1:%d/ipp/print" % upstream.port],
+        b"document-uri": [b"https://elsewhere.example/printers/a/x.pdf"],
+    }
+    assert w.decode(sent)[1] == document
+    if not chunked:
+        assert b"Content-Length: %d" % len(sent) in head
+    assert proxy.records[0].bytes_in == len(request)
     await client.close()

@@ -303,3 +303,19 @@ def test_value_length_field_is_rewritten_with_the_value() -> None:
     at = out.index(b"printer-more-info") + len(b"printer-more-info")
     (length,) = struct.unpack_from(">H", out, at)
     assert out[at + 2 : at + 2 + length] == b"https://" + PUBLIC + b"/"
+
+
+def test_requests_are_rewritten_only_on_routes_that_change_the_path() -> None:
+    assert UriMap.for_request(ROUTE, b"print.acme.example:8631") is None
+    based = Upstream(host="10.1.2.3", port=631, base_path="/ipp/print")
+    m = UriMap.for_request(Route(prefix="/printers/a", upstream=based), b"gw.example:8631")
+    assert m is not None
+    assert m.rewrite(b"ipps://gw.example:8631/printers/a") == b"ipp://10.1.2.3:631/ipp/print"
+    assert m.rewrite(b"ipps://GW.example/printers/a/7") == b"ipp://10.1.2.3:631/ipp/print/7"
+    assert m.rewrite(b"https://gw.example/printers/a") == b"http://10.1.2.3:631/ipp/print"
+    assert m.rewrite(b"ipps://gw.example:8631/printers/b") == b"ipp://10.1.2.3:631/printers/b"
+    assert m.rewrite(b"ipps://other.example:8631/printers/a") is None
+    top = UriMap.for_request(Route(prefix="/", upstream=based), b"[::1]:8631")
+    assert top is not None
+    assert top.rewrite(b"ipps://[::1]:8631/") == b"ipp://10.1.2.3:631/ipp/print/"
+    assert top.rewrite(b"ipps://[::1]:8631") == b"ipp://10.1.2.3:631/ipp/print"
