@@ -27,8 +27,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gateway.proxy import http, ipp, ipp_uris, request, response
-from gateway.proxy.state import T_RESPONSE, T_STREAM, ExchangeState
+from gateway.proxy import http, ipp, request, response
+from gateway.proxy.ipp_hold import IppRewriting
+from gateway.proxy.state import T_RESPONSE, T_STREAM
 
 if TYPE_CHECKING:
     from gateway.proxy.settings import Route, Upstream
@@ -42,7 +43,7 @@ def _is_ipp(content_type: bytes | None) -> bool:
     return content_type is not None and content_type[:15].lower() == _IPP_TYPE
 
 
-class Exchange(ExchangeState):
+class Exchange(IppRewriting):
     """A request being proxied; created by the client protocol at the end of its head."""
 
     __slots__ = ()
@@ -99,20 +100,6 @@ class Exchange(ExchangeState):
         if status:
             self.respond_local(status)
         return route
-
-    def _ipp_rewriters(self, route: Route, host: str, host_value: bytes) -> None:
-        """URIs naming the upstream in the response become the name the client used (and,
-        on routes with a base path, the request's become the upstream's)."""
-        transport = self.proto.transport
-        sockname = None if transport is None else transport.get_extra_info("sockname")
-        port = sockname[1] if isinstance(sockname, tuple) else None
-        secure = transport is not None and transport.get_extra_info("sslcontext") is not None
-        public = ipp_uris.public_authority(host, host_value, port)
-        self._ipp_map = ipp_uris.UriMap.for_route(route, public, secure=secure)
-        request_map = ipp_uris.UriMap.for_request(route, public)
-        if request_map is not None:
-            limit = self.proto.settings.ipp_max_attributes_bytes
-            self._ipp_up = ipp_uris.AttributeRewriter(request_map, limit=limit)
 
     def _check_host(self, scan: http.HeaderScan) -> int:
         if scan.host_count != 1 or scan.host is None:
@@ -180,17 +167,6 @@ class Exchange(ExchangeState):
             data = self._release_request(self._ipp_up.feed(data))
         self._send_body(data)
 
-    def _release_request(self, data: bytes | None) -> bytes:
-        """Queue the held request head once its IPP attributes were rewritten (`data`)."""
-        rewriter = self._ipp_up
-        if data is None or rewriter is None:
-            return b""
-        self._ipp_up = None
-        if rewriter.delta:
-            self._head = response.adjust_content_length(self._head, rewriter.delta)
-        self._up_out.append(self._head)
-        return data
-
     def _send_body(self, data: bytes) -> None:
         if not data:
             return  # an empty chunk would end a chunked body
@@ -256,11 +232,7 @@ class Exchange(ExchangeState):
         )
         if proto.settings.ipp and _is_ipp(scan.content_type):
             self._ipp_resp = ipp.HeaderCollector()
-            if self._ipp_map is not None:
-                # The head waits for the attributes: their size decides its Content-Length.
-                limit = proto.settings.ipp_max_attributes_bytes
-                self._ipp_rw = ipp_uris.AttributeRewriter(self._ipp_map, limit=limit)
-                self._held_head = head
+            if self._hold_head(head):
                 return until_close
         self._out.append(head)
         return until_close
@@ -277,21 +249,6 @@ class Exchange(ExchangeState):
         if self._ipp_rw is not None:
             data = self._release_head(self._ipp_rw.feed(data))
         self._relay(data)
-
-    def _release_head(self, data: bytes | None) -> bytes:
-        """Queue the held head once the rewriter gave the attributes back (`data`)."""
-        rewriter = self._ipp_rw
-        if data is None or rewriter is None:
-            return b""  # still collecting the attributes
-        self._ipp_rw = None
-        if not rewriter.rewritten:
-            # Passed through as it came (the access log says why); the head is unchanged.
-            self.error = self.error or f"IPP URIs not rewritten: {rewriter.reason}"
-        head, self._held_head = self._held_head, b""
-        if rewriter.delta:
-            head = response.adjust_content_length(head, rewriter.delta)
-        self._out.append(head)
-        return data
 
     def _relay(self, data: bytes) -> None:
         if not data:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -16,8 +17,10 @@ import pytest
 from gateway.proxy import ProxySettings
 from tests.gateway.proxy import ipp_wire as w
 from tests.gateway.proxy.conftest import TENANT, StartProxy, TlsFiles, settings_for
+from tests.gateway.proxy.fake_upstream import FakeUpstream
 from tests.gateway.proxy.http_client import Client, build_request
 from tests.gateway.proxy.test_failures import IPP_HEADERS, ipp_request, parse_ipp
+from tests.gateway.proxy.test_streaming import BUFFER_LIMIT, MIB, PeakSampler, _until_stalled
 
 PUBLIC_HOST = f"{TENANT}:8631"
 
@@ -339,3 +342,54 @@ async def test_a_routes_base_path_maps_uris_both_ways(
         assert b"Content-Length: %d" % len(sent) in head
     assert proxy.records[0].bytes_in == len(request)
     await client.close()
+
+
+async def test_a_rewritten_ipp_upload_still_streams_with_bounded_buffers(
+    upstream: FakeUpstream, start_proxy: StartProxy
+) -> None:
+    from gateway.proxy import Route, Upstream
+
+    # The request side engages on a route with a base path: its attributes are held and
+    # rewritten, then hundreds of MB of document stream through with back-pressure.
+    route = Route(prefix="/printers/a", upstream_host=True,
+                  upstream=Upstream(host="127.0.0.1", port=upstream.port, base_path="/gated"))
+    proxy = await start_proxy(ProxySettings(routes=(route,), ipp=True))
+    sampler = PeakSampler(proxy)
+    client = await Client.open(proxy.port)
+
+    def attributes(uri: bytes) -> bytes:
+        return w.message([(w.OPERATION, [(w.CHARSET, b"attributes-charset", b"utf-8"),
+                                         (w.URI, b"printer-uri", uri)])], status=0x0002)
+
+    public = attributes(f"ipps://{PUBLIC_HOST}/printers/a".encode())
+    block = bytes(range(256)) * (MIB // 256)
+    total = len(public) + 100 * MIB
+    sent = 0
+
+    async def upload() -> None:
+        nonlocal sent
+        await client.send(build_request("POST", "/printers/a", host=PUBLIC_HOST,
+                                        headers=[*IPP_HEADERS, ("Content-Length", str(total))]))
+        client.writer.write(public)
+        for _ in range(100):
+            client.writer.write(block)
+            sent += len(block)
+            await client.writer.drain()
+
+    sender = asyncio.create_task(upload())
+    await _until_stalled(lambda: sent, 100 * MIB)
+    stalled_at = sent
+    upstream.gate.set()
+    await sender
+    response = await client.read_response("POST")
+    await client.close()
+    sampler.stop()
+
+    assert stalled_at < 25 * MIB
+    assert sampler.peak < BUFFER_LIMIT, sampler.peak
+    upstream_attributes = attributes(b"ipp://127.0.0.1:%d/gated" % upstream.port)
+    echo = response.json()
+    assert echo["body_len"] == len(upstream_attributes) + 100 * MIB
+    expected = hashlib.sha256(upstream_attributes + block * 100).hexdigest()
+    assert echo["body_sha256"] == expected
+    assert proxy.records[0].bytes_in == total
