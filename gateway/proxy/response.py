@@ -40,11 +40,11 @@ def head(
 
 
 def adjust_content_length(head: bytes, delta: int) -> bytes:
-    """`head` (a complete response head) with its Content-Length value(s) grown by `delta`.
+    """`head` (a complete message head) with its Content-Length value(s) grown by `delta`.
 
-    Used when the proxy changes the size of a body whose length the upstream announced
-    (IPP URI rewriting). A head without Content-Length is returned unchanged. The value is
-    all digits: the upstream's response parser (llhttp) refuses any other.
+    Used when the proxy changes the size of a body whose length was announced (IPP URI
+    rewriting, both directions). A head without Content-Length is returned unchanged. The
+    value is all digits: llhttp refuses any other, in requests and responses alike.
     """
     lines = head.split(http.CRLF)
     for i, line in enumerate(lines):
