@@ -17,11 +17,17 @@ collections and in 1setOf values alike, is rewritten when its authority names th
 the base path is mapped back to the route prefix. URIs naming other hosts, other ports, or
 with other schemes (`urn:uuid:`, `mailto:`) are left alone.
 
+Requests go the other way only where needed: printers match `printer-uri`/`job-uri` by
+path alone, so on a route with a base path the request's URIs naming the client's Host are
+given the upstream's authority and path (`UriMap.for_request`); elsewhere requests pass
+as sent.
+
 `AttributeRewriter` is sans-io: it is fed the response body as it arrives, holds it until
 the end-of-attributes-tag (RFC 8010 section 3.1.1), then hands back the rewritten
-attributes section and every later byte (document data) untouched. It never holds more than
-`limit` bytes: a longer attributes section, a malformed or a truncated message is passed
-through unmodified, byte for byte, so the HTTP framing always matches what was announced.
+attributes section and every later byte (document data) untouched. It holds at most
+`limit` bytes plus the piece that crossed it: a longer attributes section, a malformed or a
+truncated message is passed through unmodified, byte for byte, so the HTTP framing always
+matches what was announced.
 """
 
 from __future__ import annotations
