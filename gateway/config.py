@@ -121,6 +121,8 @@ class ListenerConfig(_Model):
     # HTTP/1.1 Upgrade protocols tunnelled to the upstream after its 101 (https/ipps).
     upgrade_protocols: tuple[str, ...] = ("websocket",)
     tunnel_idle_timeout_s: float = Field(default=600.0, gt=0)
+    # ipps: the most of an IPP response's attributes held to rewrite its URIs (see README).
+    ipp_max_attributes_bytes: int = Field(default=1 << 20, ge=1024)
 
     _bind = field_validator("bind")(classmethod(lambda cls, v: _check_bind(v)))
 

@@ -102,7 +102,8 @@ def proxy_settings(cfg: ListenerConfig) -> ProxySettings:
                          upstream_connect_timeout_s=cfg.upstream_connect_timeout_s,
                          upstream_response_timeout_s=cfg.upstream_response_timeout_s,
                          upgrade_protocols=frozenset(p.encode() for p in cfg.upgrade_protocols),
-                         tunnel_idle_timeout_s=cfg.tunnel_idle_timeout_s)
+                         tunnel_idle_timeout_s=cfg.tunnel_idle_timeout_s,
+                         ipp_max_attributes_bytes=cfg.ipp_max_attributes_bytes)
 
 
 def _is_ip(host: str) -> bool:

@@ -33,7 +33,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gateway.proxy import http, ipp, request, response, tunnel
-from gateway.proxy.state import T_RESPONSE, T_STREAM, T_TUNNEL, ExchangeState
+from gateway.proxy.ipp_hold import IppRewriting
+from gateway.proxy.state import T_RESPONSE, T_STREAM, T_TUNNEL
 
 if TYPE_CHECKING:
     from gateway.proxy.settings import Route, Upstream
@@ -47,7 +48,7 @@ def _is_ipp(content_type: bytes | None) -> bool:
     return content_type is not None and content_type[:15].lower() == _IPP_TYPE
 
 
-class Exchange(ExchangeState):
+class Exchange(IppRewriting):
     """A request being proxied; created by the client protocol at the end of its head."""
 
     __slots__ = ()
@@ -77,10 +78,11 @@ class Exchange(ExchangeState):
             self.upgrade = tunnel.offered(scan.upgrade, proto.settings.upgrade_protocols)
         self._upstream = route.upstream
         self.is_ipp = proto.settings.ipp and self.method == b"POST" and _is_ipp(scan.content_type)
-        if self.is_ipp:
-            self._ipp_req = ipp.HeaderCollector()
         info = None if proto.hosts is None else proto.hosts.last
         assert info is not None  # _resolve() looked the Host up
+        if self.is_ipp:
+            self._ipp_req = ipp.HeaderCollector()
+            self._ipp_rewriters(route, info.host, info.value)
         self._head = request.upstream_head(
             self.method,
             self.target,
@@ -160,7 +162,8 @@ class Exchange(ExchangeState):
         )
         if proto.write_paused:
             conn.pause_reading()
-        self._up_out.append(self._head)
+        if self._ipp_up is None:  # else the head waits for the IPP attributes
+            self._up_out.append(self._head)
         self.sent_at = proto.loop.time()
         if self.expect_pending:
             self.expect_pending = False
@@ -179,6 +182,13 @@ class Exchange(ExchangeState):
                     self._respond_error(self._fail_pending)
         if self.discard:
             return
+        if self._ipp_up is not None:
+            data = self._release_request(self._ipp_up.feed(data))
+        self._send_body(data)
+
+    def _send_body(self, data: bytes) -> None:
+        if not data:
+            return  # an empty chunk would end a chunked body
         self._body_sent = True
         if self.req_chunked:
             self._up_out += (b"%x\r\n" % len(data), data, http.CRLF)
@@ -198,6 +208,8 @@ class Exchange(ExchangeState):
             elif self.resp_done:
                 self._finish()
             return
+        if self._ipp_up is not None:
+            self._send_body(self._release_request(self._ipp_up.finish()))
         if self.req_chunked:
             self._body_sent = True
             self._up_out.append(http.LAST_CHUNK)
@@ -241,9 +253,11 @@ class Exchange(ExchangeState):
         head = response.head(
             status, reason, scan, te_field, close=self.close_after, http10=self.http10
         )
-        self._out.append(head)
         if proto.settings.ipp and _is_ipp(scan.content_type):
             self._ipp_resp = ipp.HeaderCollector()
+            if self._hold_head(head):
+                return until_close
+        self._out.append(head)
         return until_close
 
     def switch_protocols(
@@ -282,12 +296,19 @@ class Exchange(ExchangeState):
         """Relay a piece of the response body, re-chunked when the client gets chunked."""
         if self._skip_interim:
             return
-        self.bytes_out += len(data)
         if self._ipp_resp is not None:
             header = self._ipp_resp.feed(data)
             if header is not None:
                 self._ipp_resp = None
                 self.ipp_status = ipp.parse_response_status(header)
+        if self._ipp_rw is not None:
+            data = self._release_head(self._ipp_rw.feed(data))
+        self._relay(data)
+
+    def _relay(self, data: bytes) -> None:
+        if not data:
+            return  # an empty chunk would end a chunked body
+        self.bytes_out += len(data)
         if self.resp_chunked:
             self._out += (b"%x\r\n" % len(data), data, http.CRLF)
         else:
@@ -298,6 +319,9 @@ class Exchange(ExchangeState):
         if self._skip_interim:
             self._skip_interim = False
             return
+        if self._ipp_rw is not None:
+            # The body ended inside the attributes (or had none): forward it as it came.
+            self._relay(self._release_head(self._ipp_rw.finish()))
         if self.resp_chunked:
             self._out.append(http.LAST_CHUNK)
         self.flush_client()
@@ -347,6 +371,9 @@ class Exchange(ExchangeState):
             return
         self.error = error
         self._release_upstream(reusable=False)
+        if self._ipp_rw is not None:
+            # The head was held for the IPP attributes: nothing reached the client yet.
+            self._ipp_rw, self._held_head, self.resp_started = None, b"", False
         if self.resp_started:
             self.abort()
             return

@@ -52,3 +52,17 @@ def switch_head(reason: bytes, scan: http.HeaderScan, upgrade: bytes) -> bytes:
             http.CRLF,
         )
     )
+
+
+def adjust_content_length(head: bytes, delta: int) -> bytes:
+    """`head` (a complete message head) with its Content-Length value(s) grown by `delta`.
+
+    Used when the proxy changes the size of a body whose length was announced (IPP URI
+    rewriting, both directions). A head without Content-Length is returned unchanged. The
+    value is all digits: llhttp refuses any other, in requests and responses alike.
+    """
+    lines = head.split(http.CRLF)
+    for i, line in enumerate(lines):
+        if line[:15].lower() == b"content-length:":
+            lines[i] = b"Content-Length: %d" % (int(line[15:].strip()) + delta)
+    return http.CRLF.join(lines)

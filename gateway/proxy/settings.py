@@ -130,7 +130,9 @@ class ProxySettings:
     """One listener's proxy behaviour: routes (longest prefix wins), IPP mode, limits.
 
     `ipp=True` makes upstream failures answer `application/ipp` POSTs with an IPP response
-    (status server-error-service-unavailable) instead of an HTML-free HTTP 502/504.
+    (status server-error-service-unavailable) instead of an HTML-free HTTP 502/504, and
+    rewrites the URIs of IPP responses that name the upstream (see `ipp_uris.py`), holding
+    at most `ipp_max_attributes_bytes` of a response's attributes to do so.
     `upgrade_protocols` are the HTTP/1.1 Upgrade protocols offered to the upstream (lower
     case; `h2c` is refused, see `tunnel.py`); a tunnel with no byte either way for
     `tunnel_idle_timeout_s` is closed.
@@ -145,6 +147,7 @@ class ProxySettings:
     max_header_bytes: int = 65536
     upgrade_protocols: frozenset[bytes] = frozenset((b"websocket",))
     tunnel_idle_timeout_s: float = 600
+    ipp_max_attributes_bytes: int = 1 << 20
     ordered_routes: tuple[Route, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -173,6 +176,8 @@ class ProxySettings:
                                        "requests would bypass the proxy's per-request checks")
         if self.max_header_bytes < 1024:
             raise ProxyConfigError("max_header_bytes", "must be at least 1024")
+        if self.ipp_max_attributes_bytes < 1024:
+            raise ProxyConfigError("ipp_max_attributes_bytes", "must be at least 1024")
         ordered = tuple(sorted(self.routes, key=lambda r: len(r.prefix), reverse=True))
         object.__setattr__(self, "ordered_routes", ordered)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gateway.proxy import ipp
+from gateway.proxy.ipp_uris import AttributeRewriter, UriMap
 from gateway.proxy.record import RequestRecord
 
 if TYPE_CHECKING:
@@ -27,8 +28,12 @@ class ExchangeState:
         "_body_sent",
         "_fail_pending",
         "_head",
+        "_held_head",
+        "_ipp_map",
         "_ipp_req",
         "_ipp_resp",
+        "_ipp_rw",
+        "_ipp_up",
         "_out",
         "_retry_ok",
         "_skip_interim",
@@ -102,6 +107,10 @@ class ExchangeState:
         self.ipp_status: int | None = None
         self._ipp_req: ipp.HeaderCollector | None = None
         self._ipp_resp: ipp.HeaderCollector | None = None
+        self._ipp_map: UriMap | None = None  # set for IPP requests: rewrite the response
+        self._ipp_rw: AttributeRewriter | None = None  # while a response head is held
+        self._ipp_up: AttributeRewriter | None = None  # while a request head is held
+        self._held_head = b""
         self.error: str | None = None
         self._head = b""
         self._upstream: Upstream | None = None

@@ -73,6 +73,9 @@ admin:
     ({"data_dir": "v", "listeners": [{"name": "a", "kind": "https", "bind": "127.0.0.1:1",
                                       "upstream": "http://h:1", "tunnel_idle_timeout_s": 0}]},
      "listeners.0.tunnel_idle_timeout_s"),
+    ({"data_dir": "v", "listeners": [{"name": "a", "kind": "ipps", "bind": "127.0.0.1:1",
+                                      "upstream": "http://h:1", "ipp_max_attributes_bytes": 10}]},
+     "listeners.0.ipp_max_attributes_bytes"),
     ({"data_dir": "v", "admin": {"bind": "example.com:80"}}, "admin.bind"),
     ({"data_dir": "v", "ca": {"key_type": "dsa"}}, "ca.key_type"),
 ])
@@ -157,3 +160,14 @@ def test_tls_groups_and_suites_load() -> None:
     config = parse_config(_tls(groups=["X448", "secp521r1"],
                                ciphersuites="TLS_AES_256_GCM_SHA384"), base_dir=Path("/"))
     assert config.listeners[0].tls.groups == ("X448", "secp521r1")
+def test_ipps_listener_settings_reach_the_proxy() -> None:
+    from gateway.listener import proxy_settings
+
+    doc = {"data_dir": "v", "listeners": [
+        {"name": "p", "kind": "ipps", "bind": "127.0.0.1:1", "upstream": "http://h:631",
+         "ipp_max_attributes_bytes": 4096},
+        {"name": "w", "kind": "https", "bind": "127.0.0.1:2", "upstream": "http://h:80"}]}
+    ipps, https = (proxy_settings(c) for c in parse_config(doc, base_dir=Path("/")).listeners)
+    assert ipps.ipp and ipps.ipp_max_attributes_bytes == 4096
+    assert ipps.routes[0].upstream_host  # the printer gets its own name in Host
+    assert not https.ipp and https.ipp_max_attributes_bytes == 1 << 20

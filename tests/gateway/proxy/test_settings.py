@@ -100,6 +100,7 @@ def test_upstream_target_replaces_prefix_with_base(
         ({"upgrade_protocols": frozenset((b"h2c",))}, "upgrade_protocols"),
         ({"upgrade_protocols": frozenset((b"WebSocket",))}, "upgrade_protocols"),
         ({"upgrade_protocols": frozenset((b"a, b",))}, "upgrade_protocols"),
+        ({"ipp_max_attributes_bytes": 1023}, "ipp_max_attributes_bytes"),
     ],
 )
 def test_settings_validation_names_the_field(kwargs: dict[str, object], field: str) -> None:
