@@ -39,6 +39,7 @@ from certstore.names import bound_domains, normalize_domains
 from certstore.persistence.sqlite import Database, Writer
 from certstore.pki_ops import PkiOps
 from certstore.sealing import Sealer, SealError, record_aad
+from certstore.sessions import SessionStore
 from certstore.snapshot import AccountEntry, ServedChain, Snapshot
 from certstore.trust import TrustStore
 from certstore.x509info import describe, to_pem
@@ -59,7 +60,7 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:24]}"
 
 
-class CertStore(TrustStore, AccessStore, PkiOps):
+class CertStore(TrustStore, AccessStore, PkiOps, SessionStore):
     """An open store. Create with :meth:`open` (or :meth:`initialize`), then :meth:`close`."""
 
     def __init__(self, db: Database, sealer: Sealer, authority: CertificateAuthority, *,

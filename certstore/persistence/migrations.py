@@ -83,4 +83,16 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX tls_bindings_by_account ON tls_bindings(account_id);
     CREATE INDEX accounts_by_parent ON accounts(parent_id);
     """,
+    # v4: browser sessions of the admin page (issue 14). Only a hash of the session id is
+    # kept (like api_keys); expiry in epoch seconds, so comparisons are numeric on any SQL
+    # backend; a deleted key takes its sessions with it, a revoked one is refused on read.
+    """
+    CREATE TABLE admin_sessions (
+        id_hash TEXT PRIMARY KEY,
+        key_id TEXT NOT NULL REFERENCES api_keys(id) ON DELETE CASCADE,
+        created_at TEXT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
+    CREATE INDEX admin_sessions_by_expiry ON admin_sessions(expires_at);
+    """,
 )
