@@ -1,5 +1,5 @@
 // Small DOM helpers. Every piece of text from a user, the API or a certificate goes in as
-// a text node (textContent), never as markup: there is no innerHTML anywhere in the page.
+// a text node (textContent), never as markup: no HTML string is ever parsed by the page.
 
 /** An element with attributes/properties and children (strings become text nodes). */
 export function h(tag, props = {}, ...children) {
