@@ -44,7 +44,10 @@ async function start(session) {
   let wanted = accountIdFromPath();
   if (chooses) {
     try {
-      ctx.accounts = (await get("/api/v1/accounts")).accounts || [];
+      const own = session.account_id;
+      // The key's own account first, then by name (the API lists by creation).
+      ctx.accounts = ((await get("/api/v1/accounts")).accounts || []).sort((a, b) =>
+        (b.id === own) - (a.id === own) || String(a.name).localeCompare(String(b.name)));
     } catch (error) {
       showProblem($("account-error"), error);
       return;

@@ -8,6 +8,8 @@ do not depend on each other. Screenshots go to ``test-artifacts/web/`` (git-igno
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import ssl
 import uuid
@@ -18,6 +20,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 import pytest_asyncio
+from cryptography.hazmat.primitives import serialization
 from playwright.async_api import (
     Browser,
     ConsoleMessage,
@@ -28,8 +31,15 @@ from playwright.async_api import (
 )
 
 from certstore.store import CertStore
+from gateway.admin.web.session import COOKIE
 from gateway.server import Gateway
-from tests.gateway.harness import init_store, root_pem, running_gateway, upstream_server
+from tests.gateway.harness import (
+    handshake,
+    init_store,
+    root_pem,
+    running_gateway,
+    upstream_server,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 # Without the background-networking switches Chromium tries Google's hosts at start, which
@@ -94,10 +104,28 @@ async def web_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Web
                          root_pem=root_pem(gw.store.ca_root).decode(), operator=operator)
 
 
+async def admin_spki_pin(env: WebEnv) -> str:
+    """The base64 SHA-256 of the admin listener's public key, as Chromium's
+    ``--ignore-certificate-errors-spki-list`` takes it."""
+    port = env.gateway.admin_port
+    assert port is not None
+    leaf = await handshake(port, None)
+    spki = leaf.public_key().public_bytes(serialization.Encoding.DER,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def browser() -> AsyncIterator[Browser]:
+async def browser(web_env: WebEnv) -> AsyncIterator[Browser]:
+    # The browser accepts the admin listener's certificate by its key alone (the built-in
+    # CA is not in Chromium's store). The pin makes the connection count as valid, not as
+    # a certificate error "proceeded past": with errors ignored instead, Chromium now and
+    # then refused to store the Secure session cookie.
+    pin = await admin_spki_pin(web_env)
     async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        chromium = await pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[*CHROMIUM_ARGS, f"--ignore-certificate-errors-spki-list={pin}"])
         try:
             yield chromium
         finally:
@@ -121,8 +149,19 @@ class Tab:
         """Sign in with the page's form, as a person would."""
         await self.open("/")
         await self.page.get_by_label("API key", exact=True).fill(key)
-        await self.page.get_by_role("button", name="Sign in", exact=True).click()
+        async with self.page.expect_response(lambda r: r.url.endswith("/session")
+                                             and r.request.method == "POST") as info:
+            await self.page.get_by_role("button", name="Sign in", exact=True).click()
+        assert (await info.value).status == 201
         await expect(self.page.get_by_role("button", name="Sign out")).to_be_visible()
+        # Chromium stores a cookie asynchronously; a navigation made a few milliseconds
+        # after the sign-in answer was seen to go out without it. Wait (bounded) until the
+        # cookie jar has it, as any later request of a person would.
+        for _ in range(200):
+            if any(c["name"] == COOKIE for c in await self.page.context.cookies()):
+                return
+            await self.page.wait_for_timeout(25)
+        raise AssertionError("the browser did not store the session cookie")
 
     async def shot(self, name: str, *, full_page: bool = True) -> Path:
         """Save a screenshot artifact."""
@@ -134,7 +173,7 @@ class Tab:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def tab(browser: Browser, web_env: WebEnv) -> AsyncIterator[Tab]:
-    context = await browser.new_context(ignore_https_errors=True, viewport=DESKTOP,
+    context = await browser.new_context(viewport=DESKTOP,
                                         accept_downloads=True)
     page = await context.new_page()
     page.set_default_timeout(20_000)

@@ -146,7 +146,7 @@ async def test_dates_are_local_with_utc_on_hover(tab: Tab, web_env: WebEnv) -> N
     (chain,) = await web_env.store.list_chains(account)
     await tab.page.context.close()
     context = await tab.page.context.browser.new_context(  # type: ignore[union-attr]
-        ignore_https_errors=True, locale="de-DE", timezone_id="Asia/Tokyo")
+        locale="de-DE", timezone_id="Asia/Tokyo")
     tab.page = await context.new_page()
     try:
         await tab.sign_in(key)

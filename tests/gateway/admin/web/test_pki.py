@@ -69,7 +69,9 @@ async def test_tls_binding_per_domain(tab: Tab, web_env: WebEnv) -> None:
     assert settings.binding_map() == {domain: chains["CN=older"].id}
     assert fingerprint(await handshake(web_env.tenant_port, domain)) == fingerprint(older.cert)
     await binding.select_option(chains["CN=wildcard"].id)
-    await pki.get_by_role("button", name="Save TLS bindings").click()
+    async with tab.page.expect_response(lambda r: r.request.method == "PUT") as saved:
+        await pki.get_by_role("button", name="Save TLS bindings").click()
+    assert (await saved.value).status == 200  # answered once the gateway serves it
     await expect(binding).to_have_value(chains["CN=wildcard"].id)
     assert fingerprint(await handshake(web_env.tenant_port, domain)) == fingerprint(
         wildcard.cert)
