@@ -97,7 +97,8 @@ function item(ctx, chain) {
       ["Subject", chain.subject || "—"],
       ["Issuer", chain.issuer || "—"],
       ["Expires", expiry(chain.not_after)],
-      ["Served now for", served.length ? served.join(", ") : "not served"],
+      ["Served now for", served.length ? served.join(", ")
+        : chain.purpose === "signing" ? "no name (a token-signing chain)" : "not served"],
       ...(signing ? [["Signing", "the account's signing certificate"]] : []),
     ]),
     h("button", { type: "button", class: "danger small", onclick: () => remove(ctx, chain) },
