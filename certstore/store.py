@@ -41,6 +41,7 @@ from certstore.persistence.sqlite import Database, Writer
 from certstore.pki_ops import PkiOps
 from certstore.renewal import RenewalOps
 from certstore.sealing import Sealer, SealError, record_aad
+from certstore.sessions import SessionStore
 from certstore.snapshot import AccountEntry, ServedChain, Snapshot
 from certstore.trust import TrustStore
 from certstore.x509info import describe, to_pem
@@ -61,7 +62,7 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:24]}"
 
 
-class CertStore(TrustStore, AccessStore, PkiOps, RenewalOps):
+class CertStore(TrustStore, AccessStore, PkiOps, RenewalOps, SessionStore):
     """An open store. Create with :meth:`open` (or :meth:`initialize`), then :meth:`close`."""
 
     def __init__(self, db: Database, sealer: Sealer, authority: CertificateAuthority, *,

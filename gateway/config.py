@@ -165,6 +165,8 @@ class AdminConfig(_Model):
 
     bind: Bind = "127.0.0.1:9443"
     max_upload_bytes: int = Field(default=1024 * 1024, gt=0)
+    # The admin page's sign-in session (absolute lifetime; sign-out ends it sooner).
+    session_ttl_s: int = Field(default=8 * 3600, ge=60, le=7 * 24 * 3600)
 
     _bind = field_validator("bind")(classmethod(lambda cls, v: _check_bind(v)))
 

@@ -203,7 +203,7 @@ class Gateway:
         ctx = admin_context(served, key)
         app = create_app(self.metrics, self.store,
                          max_upload_bytes=self.config.admin.max_upload_bytes,
-                         settle=self.settle)
+                         settle=self.settle, session_ttl_s=self.config.admin.session_ttl_s)
         # No access log, and server errors without request bytes: admin requests carry API
         # keys and uploads (the audit log records who did what).
         self._admin = web.AppRunner(app, access_log=None, logger=SERVER_LOG)

@@ -104,4 +104,16 @@ MIGRATIONS: tuple[str, ...] = (
         expires_at TEXT NOT NULL
     );
     """,
+    # v5: browser sessions of the admin page (issue 14). Only a hash of the session id is
+    # kept (like api_keys); expiry in epoch seconds, so comparisons are numeric on any SQL
+    # backend; a deleted key takes its sessions with it, a revoked one is refused on read.
+    """
+    CREATE TABLE admin_sessions (
+        id_hash TEXT PRIMARY KEY,
+        key_id TEXT NOT NULL REFERENCES api_keys(id) ON DELETE CASCADE,
+        created_at TEXT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
+    CREATE INDEX admin_sessions_by_expiry ON admin_sessions(expires_at);
+    """,
 )

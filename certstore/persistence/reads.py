@@ -183,6 +183,14 @@ class Reads:
                               " WHERE key_hash = ? AND revoked_at IS NULL", (key_hash,))
         return None if row is None else _api_key(row)
 
+    async def session_key(self, id_hash: str, now_s: int) -> ApiKey | None:
+        """The unrevoked key of the unexpired admin session with this hash."""
+        row = await self._one(
+            "SELECT k.id, k.role, k.account_id, k.created_at, k.revoked_at FROM admin_sessions s"
+            " JOIN api_keys k ON k.id = s.key_id WHERE s.id_hash = ? AND s.expires_at > ?"
+            " AND k.revoked_at IS NULL", (id_hash, now_s))
+        return None if row is None else _api_key(row)
+
     async def api_keys(self) -> list[ApiKey]:
         """Every API key (revoked ones too), oldest first."""
         return [_api_key(r) for r in await self._all(

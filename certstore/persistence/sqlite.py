@@ -69,6 +69,17 @@ class Writer(Reads):
         return await self._exec("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND "
                                 "revoked_at IS NULL", (ts_text(self.now), key_id))
 
+    async def insert_session(self, id_hash: str, key_id: str, expires_s: int) -> None:
+        """Record an admin session (its id hashed); drops sessions that have expired."""
+        now_s = int(self.now.timestamp())
+        await self._exec("DELETE FROM admin_sessions WHERE expires_at <= ?", (now_s,))
+        await self._exec("INSERT INTO admin_sessions (id_hash, key_id, created_at, expires_at)"
+                         " VALUES (?, ?, ?, ?)", (id_hash, key_id, ts_text(self.now), expires_s))
+
+    async def delete_session(self, id_hash: str) -> int:
+        """End an admin session."""
+        return await self._exec("DELETE FROM admin_sessions WHERE id_hash = ?", (id_hash,))
+
     async def insert_account(self, account: Account) -> None:
         """Insert an account (its domains with :meth:`insert_domain`)."""
         await self._exec("INSERT INTO accounts (id, name, kind, parent_id, created_at) "

@@ -18,10 +18,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from certstore.store import CertStore
 from gateway.admin import accounts, audit_log, chains, lifecycle, pki, trusted_cas
+from gateway.admin import web as web_page
 from gateway.admin.endpoint import MAX_UPLOAD, Call, Endpoint, Settle, bind
 from gateway.admin.models import Health, OpenApiDocument
 from gateway.admin.openapi import build_document
 from gateway.admin.problems import problem_middleware
+from gateway.admin.web.session import DEFAULT_SESSION_TTL_S
 from gateway.observe import Metrics
 
 METRICS_KEY = web.AppKey("metrics", Metrics)
@@ -100,10 +102,12 @@ def router_path(path: str, paths: Iterable[str]) -> str:
 
 
 def create_app(m: Metrics, store: CertStore, *, max_upload_bytes: int,
-               settle: Settle | None = None) -> web.Application:
+               settle: Settle | None = None,
+               session_ttl_s: int = DEFAULT_SESSION_TTL_S) -> web.Application:
     """The admin application over ``store``; request bodies are capped at
     ``max_upload_bytes`` (413 past it). ``settle``, when given, is awaited after every
-    successful mutation, so the caller's next handshake is served from the new state."""
+    successful mutation, so the caller's next handshake is served from the new state.
+    The admin page signs in for ``session_ttl_s`` seconds."""
     app = web.Application(client_max_size=max_upload_bytes,
                           middlewares=[problem_middleware(max_upload_bytes)])
     app[METRICS_KEY] = m
@@ -113,4 +117,6 @@ def create_app(m: Metrics, store: CertStore, *, max_upload_bytes: int,
         # No automatic HEAD routes: the router must match the document exactly.
         app.router.add_route(endpoint.method, router_path(endpoint.path, paths),
                              bind(endpoint, store, settle))
+    # The Certificates tab at /, a page on top of the routes above.
+    web_page.mount(app, store, session_ttl_s=session_ttl_s)
     return app

@@ -35,6 +35,7 @@ from gateway.admin.problems import (
     unauthorized,
 )
 from gateway.admin.uploads import read_json
+from gateway.admin.web.session import cookie_key
 
 log = logging.getLogger("certgate.admin")
 
@@ -130,6 +131,11 @@ async def authenticate(request: web.Request, store: CertStore) -> Caller:
     """The caller of ``request``, or a 401 problem."""
     header = request.headers.get("Authorization")
     if header is None:
+        # The admin page's session cookie stands for its key (same roles and visibility);
+        # mutations through it carry a CSRF token and this origin (web.session).
+        session_key = await cookie_key(request, store)
+        if session_key is not None:
+            return await _caller(store, session_key)
         raise unauthorized("this route needs an API key: send 'Authorization: Bearer KEY' "
                            "(create a key with 'certgate apikey create')", invalid=False)
     scheme, _, secret = header.partition(" ")
@@ -140,6 +146,10 @@ async def authenticate(request: web.Request, store: CertStore) -> Caller:
     if key is None:
         _refused(request, "an unknown or revoked API key")
         raise unauthorized("the API key is not valid (unknown or revoked)", invalid=True)
+    return await _caller(store, key)
+
+
+async def _caller(store: CertStore, key: ApiKey) -> Caller:
     visible = await store.visible_accounts(key)
     return Caller(key=key, visible=None if visible is None else frozenset(visible))
 

@@ -227,7 +227,8 @@ async def test_pkcs12_corpus_is_imported_or_refused_never_500(admin: AdminEnv,
 async def test_unknown_routes_and_methods_are_problems(admin: AdminEnv, account: str) -> None:
     api = admin.api
     (await api.get("/api/v1/nothing-here")).problem(404, "not-found")
-    (await api.get("/")).problem(404, "not-found")
+    (await api.get("/nothing-here")).problem(404, "not-found")  # "/" is the admin page
+    (await api.get("/static/nothing.js")).problem(404, "not-found")
     for method, path, allow in (("PUT", ACCOUNTS, "GET, POST"),
                                 ("POST", f"{ACCOUNTS}/{account}/pki", "GET, PUT"),
                                 ("GET", f"{ACCOUNTS}/{account}/chains/import", "POST"),
