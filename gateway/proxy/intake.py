@@ -94,16 +94,29 @@ class Intake(asyncio.Protocol):
                 self._push(BODY, piece)
             if body.done:
                 raw.body = None
-                self._in_body = False
-                self._push(END, None)
-        if data:
-            # Nothing may follow an upgrade request before its answer decides what the
-            # bytes are: hold them (one read's worth; reading stays paused meanwhile).
-            raw.held += data
-            self._pause(PAUSE_RAW)
+                self._end_raw_message(raw, data)
+        elif data:
+            self._hold(raw, data)
         exchange = self._exchange
         if exchange is not None:
             exchange.flush_upstream()
+
+    def _end_raw_message(self, raw: RawInput, rest: bytes) -> None:
+        """The upgrade request is complete: hold what follows it, then deliver its end.
+
+        In this order: the end can complete the exchange at once (a refusal), and the
+        held bytes must all be there when it does (`_leave_raw` hands them on).
+        """
+        self._in_body = False
+        if rest:
+            self._hold(raw, rest)
+        self._push(END, None)
+
+    def _hold(self, raw: RawInput, data: bytes) -> None:
+        # Nothing may follow an upgrade request before its answer decides what the bytes
+        # are: hold them (one read's worth; reading stays paused meanwhile).
+        raw.held += data
+        self._pause(PAUSE_RAW)
 
     def _push(self, kind: int, item: object) -> None:
         if self._closing:

@@ -195,10 +195,12 @@ class ProxyProtocol(Intake):
             # The head just parsed asked for a switch (on_headers_complete set _raw up):
             # what follows it is its body, then the new protocol or the next request.
             raw = self._raw
-            assert raw is not None
-            if e.args[0] < len(data):
-                self._raw_received(raw, data[e.args[0] :])
-            return
+            if raw is not None:
+                rest = data[e.args[0] :]
+                if raw.body is None:
+                    self._end_raw_message(raw, rest)
+                elif rest:
+                    self._raw_received(raw, rest)
         except HttpParserError as e:
             self._parse_error(e)
             return
@@ -279,9 +281,10 @@ class ProxyProtocol(Intake):
         self._push(BODY, body)
 
     def on_message_complete(self) -> None:
-        raw = self._raw
-        if raw is not None and raw.body is not None:
-            return  # the parser skipped the body: the body reader ends this message
+        if self._raw is not None:
+            # An upgrade request: the parser skipped its body (if any). Its end comes from
+            # the body reader, or from the upgrade pause once what follows is held.
+            return
         self._in_body = False
         self._push(END, None)
 

@@ -279,3 +279,25 @@ async def test_connect_is_refused_and_its_tunnel_bytes_never_parsed(
     assert await client.at_eof()
     await client.close()
     assert recorder.requests == [] and recorder.connections == 0
+
+
+@pytest.mark.parametrize("method", ["POST", "GET"])
+async def test_refused_upgrade_request_body_is_discarded_not_parsed(
+    recorder: RecordingUpstream, start_proxy: StartProxy, method: str
+) -> None:
+    """An upgrade request the proxy refuses itself (421: not this certificate's host): its
+    body, a request for an allowed host, is read and dropped, and the request after it
+    (in the same read) is parsed and forwarded in its own right."""
+    proxy = await start_proxy(settings_for(recorder.port), allowed=lambda h: h == "proxy.test")
+    client = await Client.open(proxy.port)
+    smuggled = b"GET /smuggled HTTP/1.1\r\nHost: proxy.test\r\n\r\n" if method == "POST" else b""
+    attack = (
+        b"%s /attack HTTP/1.1\r\nHost: other.example\r\nConnection: Upgrade\r\n"
+        b"Upgrade: websocket\r\nContent-Length: %d\r\n\r\n%s"
+        % (method.encode(), len(smuggled), smuggled)
+    )
+    await client.send(attack + AFTER)
+    refused, after = await client.read_response(method), await client.read_response()
+    await client.close()
+    assert (refused.status, after.status) == (421, 200)
+    assert [(r.target, r.body) for r in recorder.requests] == [("/after", b"")]
