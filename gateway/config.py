@@ -2,15 +2,21 @@
 
 Looked up in ``--config FILE``, else ``$CERTGATE_CONFIG``, else ``./certgate.yaml``. Relative
 paths are resolved against the directory of the config file, so a config works from any
-working directory. Every field is documented in ``config.example.yaml``.
+working directory. Every field has a default and is documented in ``config.example.yaml``.
+
+A bad file is refused with one line naming the file, the setting and the fix (the CLI prints
+it as ``error: ...``): admins read it in a terminal or a journal, where a list of validation
+errors or a YAML parser's multi-line report is noise.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -132,7 +138,7 @@ class CaConfig(_Model):
 class Config(_Model):
     """The whole configuration."""
 
-    data_dir: Path
+    data_dir: Path = Path("var")  # beside the config file (relative paths are)
     master_key_file: Path | None = None
     database: Path | None = None
     token_issuer: str = "certgate"
@@ -169,24 +175,56 @@ def find_config(explicit: str | Path | None) -> Path:
     return Path(env) if env else DEFAULT_CONFIG
 
 
+def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
+    """The settings allowed beside the one at ``loc`` (for an unknown key's message)."""
+    model: type[BaseModel] = Config
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        inner = getattr(field, "annotation", None) if field else None
+        candidates = [a for a in (inner, *getattr(inner, "__args__", ()))
+                      if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not candidates:
+            return []
+        model = candidates[0]
+    return list(model.model_fields)
+
+
+def _describe(err: Mapping[str, Any]) -> str:
+    """One validation error as ``key: what is wrong; the fix``."""
+    loc = tuple(err["loc"])
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        known = _fields_at(loc)
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return (f"unknown setting {key!r}: {hint}remove it or fix its spelling (settings "
+                f"here: {', '.join(known)})")
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    given = f" (got {err['input']!r})" if err["type"] != "missing" and not isinstance(
+        err.get("input"), dict | list) else ""
+    return f"{key}: {msg}{given}; see config.example.yaml for the allowed values"
+
+
 def _format(e: ValidationError) -> str:
-    lines = []
-    for err in e.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        lines.append(f"  {key}: {msg}")
-    return "\n".join(lines)
+    errors = e.errors()
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    return _describe(errors[0]) + more
 
 
 def parse_config(data: object, *, base_dir: Path, source: str = "config") -> Config:
     """Validate a parsed YAML document; relative paths are taken from ``base_dir``."""
+    if data is None:
+        data = {}  # an empty file: every setting has a default
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping of settings")
+        raise ConfigError(f"{source}: the top level must be a mapping of settings "
+                          "('key: value' lines, as in config.example.yaml)")
     try:
         config = Config.model_validate(data)
     except ValidationError as e:
         first = e.errors()[0]["loc"]
-        raise ConfigError(f"{source} is invalid:\n{_format(e)}",
+        raise ConfigError(f"{source}: {_format(e)}",
                           key=".".join(str(p) for p in first)) from e
 
     def resolve(p: Path | None) -> Path | None:
@@ -197,6 +235,18 @@ def parse_config(data: object, *, base_dir: Path, source: str = "config") -> Con
         "master_key_file": resolve(config.master_key_file),
         "database": resolve(config.database),
     })
+
+
+def _where(e: yaml.YAMLError) -> str:
+    mark = getattr(e, "problem_mark", None)
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+
+
+def _problem(e: yaml.YAMLError) -> str:
+    problem = getattr(e, "problem", None)
+    context = getattr(e, "context", None)
+    text = " ".join(str(p) for p in (context, problem) if p) or str(e)
+    return " ".join(text.split())  # one line
 
 
 def load_config(path: Path) -> Config:
@@ -211,5 +261,6 @@ def load_config(path: Path) -> Config:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML: {e}") from e
+        raise ConfigError(f"{path} is not valid YAML{_where(e)}: {_problem(e)}; fix the "
+                          "syntax (each setting is 'key: value', nested ones indented)") from e
     return parse_config(data, base_dir=path.resolve().parent, source=str(path))

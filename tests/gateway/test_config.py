@@ -47,7 +47,8 @@ admin:
 
 @pytest.mark.parametrize(("doc", "key"), [
     ({"data_dir": "v", "unknown": 1}, "unknown"),
-    ({}, "data_dir"),
+    ({"context_cache_size": 0}, "context_cache_size"),
+    ({"admin": {"bnd": "127.0.0.1:1"}}, "admin.bnd"),
     ({"data_dir": "v", "listeners": [{"name": "a", "kind": "ftp", "bind": "127.0.0.1:1",
                                       "upstream": "http://h:1"}]}, "listeners.0.kind"),
     ({"data_dir": "v", "listeners": [{"name": "a", "kind": "https", "bind": "127.0.0.1",
@@ -83,3 +84,36 @@ def test_unparseable_files(tmp_path: Path) -> None:
                          "upstream: '127.0.0.1:4'}]")
     with pytest.raises(ConfigError, match="unique"):
         parse_config(doc, base_dir=tmp_path)
+
+
+def test_every_setting_has_a_default(tmp_path: Path) -> None:
+    """config.example.yaml says so: an empty file and ``listeners: []`` are whole configs."""
+    for text in ("", "listeners: []\n"):
+        (tmp_path / "c.yaml").write_text(text)
+        config = load_config(tmp_path / "c.yaml")
+        assert config.data_dir == tmp_path / "var"  # ./var beside the config file
+        assert config.database_path == tmp_path / "var" / "certgate.sqlite"
+    for model in (Config, TlsPolicy, AdminConfig):
+        required = [n for n, f in model.model_fields.items() if f.is_required()]
+        assert required == [], f"{model.__name__} has settings without a default: {required}"
+
+
+@pytest.mark.parametrize(("text", "wanted"), [
+    ("data_dir: [unclosed\n", ["not valid YAML at line 2", "fix the syntax"]),
+    ("listeners:\n  - name: a\n   kind: x\n", ["line 3, column 4"]),
+    ("admn: {bind: '127.0.0.1:1'}\n", ["unknown setting 'admn'", "did you mean 'admin'?",
+                                         "remove it"]),
+    ("listeners: [{name: a, kind: https, bind: '127.0.0.1:1', upstrem: 'http://h:1'}]\n",
+     ["'listeners.0.upstrem'", "did you mean 'upstream'?"]),
+    ("context_cache_size: -3\n", ["context_cache_size: Input should be greater than 0",
+                                   "(got -3)", "config.example.yaml"]),
+])
+def test_errors_are_one_line_naming_file_key_and_fix(tmp_path: Path, text: str,
+                                                     wanted: list[str]) -> None:
+    (tmp_path / "c.yaml").write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "c.yaml")
+    message = str(info.value)
+    assert "\n" not in message and str(tmp_path / "c.yaml") in message
+    for part in wanted:
+        assert part in message, message
