@@ -219,3 +219,45 @@ def test_password_prompt_on_a_terminal(certgate: Run, tmp_path: Path,
     assert b"typed-secret" not in shown + rest  # hidden input, never echoed
     listed = _json(certgate("chain", "list", acc["id"], "--json"))
     assert isinstance(listed, list) and [c["origin"] for c in listed] == ["generated", "imported"]
+
+
+def test_commands_that_lacked_json_print_json(certgate: Run, tmp_path: Path,
+                                              root_ca: Issued) -> None:
+    """account delete, chain delete, apikey revoke, token jwks, trusted-ca bundle/delete."""
+    acc = _json(certgate("account", "create", "--name", "A", "--kind", "customer",
+                         "--domain", "a.com", "--json"))
+    assert isinstance(acc, dict)
+    (tmp_path / "ca.pem").write_bytes(root_ca.pem())
+    (ca,) = _json(certgate("trusted-ca", "import", acc["id"], "ca.pem", "--json"))  # type: ignore[misc]
+    bundle = _json(certgate("trusted-ca", "bundle", acc["id"], "--json"))
+    assert bundle == {"account_id": acc["id"], "pem": root_ca.pem().decode()}
+    assert _json(certgate("trusted-ca", "delete", acc["id"], ca["id"], "--json")) == {
+        "deleted": ca["id"]}
+    jwks = _json(certgate("token", "jwks", acc["id"], "--json"))
+    assert isinstance(jwks, dict) and len(jwks["keys"]) == 1
+    assert jwks == _json(certgate("token", "jwks", acc["id"]))  # a JWKS is JSON either way
+    tls = _json(certgate("chain", "generate", acc["id"], "--purpose", "tls", "--domain",
+                         "a.com", "--json"))
+    assert isinstance(tls, dict)
+    assert _json(certgate("chain", "delete", tls["id"], "--json")) == {"deleted": tls["id"]}
+    key = _json(certgate("apikey", "create", "--role", "operator", "--json"))
+    assert isinstance(key, dict)
+    assert _json(certgate("apikey", "revoke", key["id"], "--json")) == {"revoked": key["id"]}
+    assert _json(certgate("account", "delete", acc["id"], "--json")) == {"deleted": acc["id"]}
+    assert certgate("account", "list", "--json").stdout.strip() == "[]"
+
+
+def test_config_option_after_the_command(certgate: Run, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "c.yaml").write_text("ca: {key_type: ecdsa-p256}\n")
+    certgate("init", "-c", str(other / "c.yaml"))
+    certgate("account", "create", "--name", "There", "--kind", "vendor", "-c",
+             str(other / "c.yaml"))
+    there = _json(certgate("account", "list", "-c", str(other / "c.yaml"), "--json"))
+    assert [a["name"] for a in there] == ["There"]  # type: ignore[union-attr, index]
+    # the one nearer the command wins over the group's; ./certgate.yaml's store is empty
+    both = _json(certgate("-c", "certgate.yaml", "account", "list", "--config",
+                          str(other / "c.yaml"), "--json"))
+    assert both == there
+    assert _json(certgate("account", "list", "--json")) == []
