@@ -11,21 +11,28 @@ errors or a YAML parser's multi-line report is noise.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from gateway.configfile import (
+    DEFAULT_CONFIG,
+    DEFAULT_DATA_DIR,
+    ENV_CONFIG,
+    check_mapping,
+    find_config,
+    read_config_file,
+    unknown_setting,
+)
 from gateway.errors import ConfigError
 
-ENV_CONFIG = "CERTGATE_CONFIG"
-DEFAULT_CONFIG = Path("certgate.yaml")
+__all__ = ["DEFAULT_CONFIG", "ENV_CONFIG", "Config", "ConfigError", "find_config",
+           "load_config", "parse_config"]
+
 
 
 class _Model(BaseModel):
@@ -138,7 +145,7 @@ class CaConfig(_Model):
 class Config(_Model):
     """The whole configuration."""
 
-    data_dir: Path = Path("var")  # beside the config file (relative paths are)
+    data_dir: Path = DEFAULT_DATA_DIR  # beside the config file (relative paths are)
     master_key_file: Path | None = None
     database: Path | None = None
     token_issuer: str = "certgate"
@@ -167,14 +174,6 @@ class Config(_Model):
             raise ValueError(f"listener names must be unique: {', '.join(dupes)}")
 
 
-def find_config(explicit: str | Path | None) -> Path:
-    """``--config``, else ``$CERTGATE_CONFIG``, else ``./certgate.yaml``."""
-    if explicit:
-        return Path(explicit)
-    env = os.environ.get(ENV_CONFIG)
-    return Path(env) if env else DEFAULT_CONFIG
-
-
 def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
     """The settings allowed beside the one at ``loc`` (for an unknown key's message)."""
     model: type[BaseModel] = Config
@@ -196,11 +195,7 @@ def _describe(err: Mapping[str, Any]) -> str:
     loc = tuple(err["loc"])
     key = ".".join(str(p) for p in loc) or "(top level)"
     if err["type"] == "extra_forbidden":
-        known = _fields_at(loc)
-        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        return (f"unknown setting {key!r}: {hint}remove it or fix its spelling (settings "
-                f"here: {', '.join(known)})")
+        return unknown_setting(key, str(loc[-1]), _fields_at(loc))
     msg = str(err["msg"]).removeprefix("Value error, ")
     given = f" (got {err['input']!r})" if err["type"] != "missing" and not isinstance(
         err.get("input"), dict | list) else ""
@@ -215,11 +210,7 @@ def _format(e: ValidationError) -> str:
 
 def parse_config(data: object, *, base_dir: Path, source: str = "config") -> Config:
     """Validate a parsed YAML document; relative paths are taken from ``base_dir``."""
-    if data is None:
-        data = {}  # an empty file: every setting has a default
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping of settings "
-                          "('key: value' lines, as in config.example.yaml)")
+    data = check_mapping(data, source)  # an empty document: every setting has a default
     try:
         config = Config.model_validate(data)
     except ValidationError as e:
@@ -237,30 +228,7 @@ def parse_config(data: object, *, base_dir: Path, source: str = "config") -> Con
     })
 
 
-def _where(e: yaml.YAMLError) -> str:
-    mark = getattr(e, "problem_mark", None)
-    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-
-
-def _problem(e: yaml.YAMLError) -> str:
-    problem = getattr(e, "problem", None)
-    context = getattr(e, "context", None)
-    text = " ".join(str(p) for p in (context, problem) if p) or str(e)
-    return " ".join(text.split())  # one line
-
-
 def load_config(path: Path) -> Config:
     """Read and validate a YAML config file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as e:
-        raise ConfigError(f"no config file at {path}; pass --config FILE, set {ENV_CONFIG}, "
-                          "or copy config.example.yaml to ./certgate.yaml") from e
-    except OSError as e:
-        raise ConfigError(f"cannot read the config file {path}: {e}") from e
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML{_where(e)}: {_problem(e)}; fix the "
-                          "syntax (each setting is 'key: value', nested ones indented)") from e
-    return parse_config(data, base_dir=path.resolve().parent, source=str(path))
+    return parse_config(read_config_file(path), base_dir=path.resolve().parent,
+                        source=str(path))

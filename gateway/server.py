@@ -20,8 +20,12 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 
+# certstore imports jwt and its PKCS#12 parser lazily (the CLI's start-up time); the server
+# loads them here, at start, rather than in the event loop during a request.
+import jwt  # noqa: F401
 from aiohttp import web
 
+import certstore.pkcs12  # noqa: F401
 from certstore.errors import NotFound
 from certstore.persistence.keyfile import read_master_key
 from certstore.snapshot import ServedChain, Snapshot

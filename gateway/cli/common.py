@@ -22,6 +22,7 @@ import click
 if TYPE_CHECKING:
     from certstore.store import CertStore
     from gateway.config import Config
+    from gateway.configfile import StoreSettings
 
 T = TypeVar("T")
 
@@ -44,6 +45,17 @@ class CliState:
 
         try:
             return load_config(find_config(self.config_path))
+        except ConfigError as e:
+            fail(str(e))
+
+    def store_settings(self) -> StoreSettings:
+        """Where the store is, read without validating the rest of the config (fast: no
+        pydantic; ``init`` and ``serve`` validate the whole file)."""
+        from gateway.configfile import find_config, store_settings
+        from gateway.errors import ConfigError
+
+        try:
+            return store_settings(find_config(self.config_path))
         except ConfigError as e:
             fail(str(e))
 
@@ -99,7 +111,7 @@ def run(fn: Callable[[], Awaitable[T]]) -> T:
         fail(str(e))
 
 
-async def open_store(config: Config) -> CertStore:
+async def open_store(config: StoreSettings) -> CertStore:
     """Open the initialised store named by the config."""
     from certstore.persistence.keyfile import read_master_key
     from certstore.store import CertStore
@@ -112,10 +124,10 @@ def with_store(state: CliState, op: Callable[[CertStore], Awaitable[T]]) -> T:
     """Open the store, run ``op`` on it, close it; errors become a clear exit."""
     from certstore.audit import CLI_ACTOR, acting_as
 
-    config = state.config()
+    settings = state.store_settings()
 
     async def go() -> T:
-        store = await open_store(config)
+        store = await open_store(settings)
         try:
             with acting_as(CLI_ACTOR):  # the CLI's mutations are audited too
                 return await op(store)

@@ -6,18 +6,17 @@ that the store commands start without it.
 
 from __future__ import annotations
 
-import logging
 import os
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
-from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
 from gateway.cli.common import CliState, emit, fail, json_option, pass_state
+
+if TYPE_CHECKING:
+    import subprocess
+    from types import FrameType
 
 WORKER_DIR_ENV = "CERTGATE_WORKER_DIR"
 """Where the workers publish their metrics for each other (``gateway.workershare.ENV``)."""
@@ -47,6 +46,10 @@ def _run_one(state: CliState) -> None:
 
 
 def _run_workers(state: CliState, workers: int) -> None:
+    import shutil
+    import subprocess
+    import tempfile
+
     state.config()  # fail here, once, on a bad config
     argv = [sys.executable, "-m", "gateway.cli"]
     if state.config_path:
@@ -62,6 +65,7 @@ def _run_workers(state: CliState, workers: int) -> None:
 
 def _supervise(children: list[subprocess.Popen[bytes]]) -> None:
     """Forward SIGTERM/SIGINT/SIGHUP to the workers and wait for all of them."""
+    import signal
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         for child in children:
@@ -86,6 +90,8 @@ def serve_cmd(state: CliState, workers: int, as_json: bool) -> None:
     With ``--json`` the final line on stdout is ``{"stopped": true, ...}`` (the logs go to
     stderr either way).
     """
+    import logging
+
     logging.basicConfig(level=os.environ.get("CERTGATE_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)

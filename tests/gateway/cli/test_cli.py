@@ -134,8 +134,11 @@ def test_config_lookup_order(certgate: Run, tmp_path: Path) -> None:
     assert names == ["X"]
     assert _json(certgate("account", "list", "--json")) == []  # ./certgate.yaml's own store
     (tmp_path / "bad.yaml").write_text("data_dir: ./v\nlisteners: [{name: a, kind: ftp}]\n")
-    bad = certgate("-c", "bad.yaml", "account", "list", ok=False)
+    bad = certgate("-c", "bad.yaml", "init", ok=False)  # init and serve check the listeners
     assert "listeners.0.kind" in bad.stderr
+    (tmp_path / "typo.yaml").write_text("data_dri: ./v\n")  # store commands: their settings
+    typo = certgate("-c", "typo.yaml", "account", "list", ok=False)
+    assert "unknown setting 'data_dri': did you mean 'data_dir'?" in typo.stderr
     missing = certgate("-c", "nope.yaml", "init", ok=False)
     assert "no config file" in missing.stderr
 

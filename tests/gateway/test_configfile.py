@@ -1,0 +1,55 @@
+"""The store commands' fast reading of the config agrees with the full model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config import Config, load_config
+from gateway.configfile import TOP_LEVEL_KEYS, store_settings
+from gateway.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_top_level_keys_are_the_models() -> None:
+    assert TOP_LEVEL_KEYS == tuple(Config.model_fields)
+
+
+@pytest.mark.parametrize("text", [
+    "", "listeners: []\n", "data_dir: ./data\n", "data_dir: /srv/certgate\n",
+    "data_dir: d\nmaster_key_file: ../keys/m.key\ndatabase: db/x.sqlite\ntoken_issuer: acme\n",
+    "master_key_file: null\ndatabase: null\n",
+])
+def test_store_settings_agree_with_the_full_config(tmp_path: Path, text: str) -> None:
+    (tmp_path / "c.yaml").write_text(text)
+    full = load_config(tmp_path / "c.yaml")
+    fast = store_settings(tmp_path / "c.yaml")
+    assert (fast.data_dir, fast.master_key_path, fast.database_path, fast.token_issuer) == (
+        full.data_dir, full.master_key_path, full.database_path, full.token_issuer)
+
+
+def test_the_example_agrees() -> None:
+    full = load_config(ROOT / "config.example.yaml")
+    fast = store_settings(ROOT / "config.example.yaml")
+    assert (fast.data_dir, fast.database_path) == (full.data_dir, full.database_path)
+
+
+@pytest.mark.parametrize(("text", "key", "wanted"), [
+    ("data_dri: ./v\n", "data_dri", "did you mean 'data_dir'?"),
+    ("data_dir: 3\n", "data_dir", "not a valid path (got 3)"),
+    ("database: [a]\n", "database", "not a valid path"),
+    ("token_issuer: [1]\n", "token_issuer", "valid string"),
+])
+def test_store_settings_refuse_what_the_full_config_refuses(tmp_path: Path, text: str,
+                                                           key: str, wanted: str) -> None:
+    (tmp_path / "c.yaml").write_text(text)
+    for read in (store_settings, load_config):
+        with pytest.raises(ConfigError) as info:
+            read(tmp_path / "c.yaml")
+        assert info.value.key == key and "\n" not in str(info.value)
+        assert str(tmp_path / "c.yaml") in str(info.value)
+    with pytest.raises(ConfigError, match=wanted.replace("?", r"\?").replace("(", r"\(")
+                       .replace(")", r"\)").replace("[", r"\[")):
+        store_settings(tmp_path / "c.yaml")
