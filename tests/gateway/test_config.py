@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gateway.config import AdminConfig, Config, ListenerConfig, TlsPolicy, load_config, parse_config
+from gateway.config import (
+    AdminConfig,
+    CaConfig,
+    Config,
+    ListenerConfig,
+    TlsPolicy,
+    load_config,
+    parse_config,
+)
 from gateway.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,3 +125,26 @@ def test_errors_are_one_line_naming_file_key_and_fix(tmp_path: Path, text: str,
     assert "\n" not in message and str(tmp_path / "c.yaml") in message
     for part in wanted:
         assert part in message, message
+
+
+def test_example_shows_every_default() -> None:
+    """Each value config.example.yaml shows is the code's default, except the settings that
+    the sample sets up on purpose (its listeners' identity and the admin API's presence)."""
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    for name, field in Config.model_fields.items():
+        if name in ("listeners", "admin", "ca"):
+            continue
+        default = field.get_default()
+        shown = doc[name]
+        assert (str(default) if name == "data_dir" else default) == (
+            shown.removeprefix("./") if name == "data_dir" else shown), name
+    assert doc["ca"]["key_type"] == CaConfig.model_fields["key_type"].default
+    web = doc["listeners"][0]
+    for name, field in ListenerConfig.model_fields.items():
+        if name in ("name", "kind", "bind", "upstream", "routes", "tls"):
+            continue
+        assert web[name] == field.get_default(), f"listeners[0].{name}"
+    for name, field in TlsPolicy.model_fields.items():
+        assert web["tls"][name] == field.get_default(), f"listeners[0].tls.{name}"
+    for name, field in AdminConfig.model_fields.items():
+        assert doc["admin"][name] == field.get_default(), f"admin.{name}"
