@@ -148,10 +148,15 @@ def test_upstream_down_gives_ipp_error_not_a_broken_connection(
 
 
 def _tickets(netns: NetNamespace, port: int) -> int:
-    # stdin stays open 1 s: tickets arrive after the handshake, s_client must wait for them
-    out = netns.run(["sh", "-c", f"sleep 1 | openssl s_client -connect {TENANT_ADDRESS}:{port} "
-                     "-servername acme.example -tls1_3 -msg"], timeout=20)
+    # A TLS 1.3 server sends its tickets right after the handshake, so they reach the client
+    # before any response: s_client sends one request and (-ign_eof) reads until the
+    # gateway closes after answering it. No guessed delay that a loaded machine outlasts.
+    request = "GET / HTTP/1.1\\r\\nHost: acme.example\\r\\nConnection: close\\r\\n\\r\\n"
+    out = netns.run(["sh", "-c", f"printf '{request}' | openssl s_client -ign_eof -connect "
+                     f"{TENANT_ADDRESS}:{port} -servername acme.example -tls1_3 -msg"],
+                    timeout=120)
     assert "TLSv1.3" in out.stdout, out.stdout + out.stderr
+    assert "HTTP/1.1 " in out.stdout, out.stdout  # the answer came, after any ticket
     return out.stdout.count("NewSessionTicket")
 
 

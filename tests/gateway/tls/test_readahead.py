@@ -7,7 +7,6 @@ import select
 import socket
 import ssl
 import threading
-import time
 from pathlib import Path
 
 from gateway.tls import readahead
@@ -38,9 +37,11 @@ def test_records_read_ahead_are_seen_by_has_pending(tmp_path: Path,
     server = ctx.wrap_socket(b, server_side=True)
     handshake.join(10)
     try:
-        for record in (b"one", b"two", b"three"):  # three records, sent before any read
+        # Three records, sent before any read. A socketpair is AF_UNIX: sendall returns once
+        # the bytes are queued at the peer, so all three are there for the first recv (no
+        # wait needed, and none that a loaded machine could outlast).
+        for record in (b"one", b"two", b"three"):
             client.sendall(record)
-        time.sleep(0.2)
         assert server.recv(3) == b"one"
         # The other two records came in with the first recv: not decrypted yet, so
         # pending() cannot see them and the socket has nothing left for the poller;
