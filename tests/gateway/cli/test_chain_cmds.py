@@ -119,3 +119,25 @@ async def test_refusals_with_json_still_exit_non_zero(admin: AdminEnv,
                                                       args: tuple[str, ...]) -> None:
     _, out, err = await Cli(tmp_path)(*args, "--json", ok=False)
     assert err.startswith("error: ") and out == ""
+
+
+async def test_api_refuses_a_repeated_domain_too(admin: AdminEnv) -> None:
+    """The API's body has one ``domain``: naming it twice is refused, not "last one wins"."""
+    acc = await _account(admin, "a.test", "b.test")
+    path = f"{ACCOUNTS}/{acc}/chains"
+    before = (await admin.api.ok("GET", path))["chains"]
+    body = b'{"purpose": "tls", "domain": "a.test", "domain": "b.test"}'
+    refused = (await admin.api.call("POST", path + "/generate", data=body,
+                                    headers={"Content-Type": "application/json"})
+               ).problem(422, "invalid-request")
+    assert "'domain' is repeated" in refused["detail"]
+    assert refused["errors"] == [{"field": "domain", "message": "repeated field",
+                                  "type": "repeated_field"}]
+    nested = b'{"name": "x", "kind": "vendor", "domains": [], "name": "y"}'
+    (await admin.api.call("POST", ACCOUNTS, data=nested,
+                          headers={"Content-Type": "application/json"})
+     ).problem(422, "invalid-request")
+    assert (await admin.api.ok("GET", path))["chains"] == before  # nothing issued
+    ok = await admin.api.ok("POST", path + "/generate", 201,
+                            json_body={"purpose": "tls", "domain": "b.test"})
+    assert ok["dns_names"] == ["b.test"]
