@@ -58,8 +58,12 @@ def read_config_file(path: Path) -> dict[str, Any]:
     except FileNotFoundError as e:
         raise ConfigError(f"no config file at {path}; pass --config FILE, set {ENV_CONFIG}, "
                           "or copy config.example.yaml to ./certgate.yaml") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {e.start}: {e.reason}); save it "
+                          "as UTF-8") from e
     except OSError as e:
-        raise ConfigError(f"cannot read the config file {path}: {e}") from e
+        raise ConfigError(f"cannot read the config file {path}: {e.strerror or e}; check the "
+                          "path and its permissions") from e
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml where installed
     try:
         data = yaml.load(text, Loader=loader)
