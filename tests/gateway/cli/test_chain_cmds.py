@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from tests.certfactory import Issued, make_leaf, p12
 from tests.gateway.admin.conftest import AdminEnv
@@ -110,15 +109,13 @@ async def test_second_import_says_how_to_serve_and_bind_binds_it(
     assert await admin.gateway.settle()
 
 
-@pytest.mark.parametrize("args", [
-    ("account", "delete", "acc_missing"), ("chain", "delete", "chn_missing"),
-    ("apikey", "revoke", "key_missing"), ("trusted-ca", "delete", "acc_missing", "tca_x"),
-])
-async def test_refusals_with_json_still_exit_non_zero(admin: AdminEnv,
-                                                      tmp_path: Path,
-                                                      args: tuple[str, ...]) -> None:
-    _, out, err = await Cli(tmp_path)(*args, "--json", ok=False)
-    assert err.startswith("error: ") and out == ""
+async def test_refusals_with_json_still_exit_non_zero(admin: AdminEnv, tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    for args in (("account", "delete", "acc_missing"), ("chain", "delete", "chn_missing"),
+                 ("apikey", "revoke", "key_missing"),
+                 ("trusted-ca", "delete", "acc_missing", "tca_x")):
+        _, out, err = await cli(*args, "--json", ok=False)
+        assert err.startswith("error: ") and out == "", args
 
 
 async def test_api_refuses_a_repeated_domain_too(admin: AdminEnv) -> None:
