@@ -11,6 +11,7 @@ See bench/README.md for what each figure means and what must be installed.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -178,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         runner.results.write(config.results_path)
         log(f"results written to {config.results_path}")
+    print()
+    # Figures depend on the CPU (the README states it beside each): print it with them.
+    print(f"CPU: {results.meta.get('cpu', 'unknown')}, {os.cpu_count()} cores")
     print()
     print(table(results))
     print()

@@ -118,7 +118,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.chains < 100:
         parser.error("--chains must be at least 100 for a meaningful average")
-    import gateway.cli  # noqa: F401  (what `certgate serve` imports, for the baseline)
+    import gateway.server  # noqa: F401  (what `certgate serve` imports, for the baseline)
 
     baseline_mb = rss_kb() / 1024
     chains = make_chains(args.chains)

@@ -19,7 +19,6 @@ from certstore.errors import InvalidCertificate
 from certstore.keys import KeyType, key_to_der
 from certstore.model import Origin
 from certstore.names import offending_names
-from certstore.pkcs12 import read_pkcs12
 from certstore.x509info import CertInfo, describe, key_type, split_dns_names, to_pem
 
 MIN_RSA_BITS = 2048
@@ -116,6 +115,10 @@ def check_names(leaf: CertInfo, domains: frozenset[str]) -> tuple[str, ...]:
 def prepare_import(*, data: bytes, password: bytes | None, domains: frozenset[str],
                    now: dt.datetime) -> NewChain:
     """Validate a PKCS#12 file for an account by every rule of the product page."""
+    # Imported here: asn1crypto is only needed by an import, and every CLI command loads
+    # this module (start-up time).
+    from certstore.pkcs12 import read_pkcs12
+
     contents = read_pkcs12(data, password)
     label = check_key(contents.key)
     spki = _spki(contents.key.public_key())

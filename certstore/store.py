@@ -243,14 +243,20 @@ class CertStore(TrustStore, AccessStore, PkiOps, RenewalOps, SessionStore):
         async with self._db.write(self._clock()) as w:
             current = await self._account_in(w, account_id)
             check_names(new.leaf, frozenset(current.domains))  # domains may have changed
-            for existing in await w.chains(account_id):
-                if existing.fingerprint_sha256 == new.leaf.fingerprint_sha256:
-                    raise Conflict(f"this certificate is already stored as chain {existing.id}")
-            chain = await self._insert_chain(w, account_id, new)
+            stored = next((c for c in await w.chains(account_id)
+                           if c.fingerprint_sha256 == new.leaf.fingerprint_sha256), None)
+            if stored is not None and not bind:
+                raise Conflict(_already_stored(account_id, stored, current.domains))
+            # Importing again with ``bind`` means "serve this one now": the stored chain is
+            # bound rather than the import refused (the key is the same either way).
+            chain = stored or await self._insert_chain(w, account_id, new)
             if bind:
                 for domain in sorted(bound_domains(new.dns_names, current.domains)):
                     await w.set_binding(account_id, domain, chain.id)
-            await w.change("chain.imported", account_id, chain.id)
+            if stored is None:
+                await w.change("chain.imported", account_id, chain.id)
+            else:
+                await w.change("pki.updated", account_id, account_id)
         return chain
 
     async def generate_chain(self, account_id: str, *, purpose: str, domain: str | None = None,
@@ -402,6 +408,15 @@ class CertStore(TrustStore, AccessStore, PkiOps, RenewalOps, SessionStore):
         sealed = self._sealer.seal(new.key_der, aad=record_aad("chain", chain_id, account_id))
         await w.insert_chain(chain, sealed)
         return chain
+
+
+def _already_stored(account_id: str, chain: Chain, domains: Iterable[str]) -> str:
+    """The refusal of a second import of one certificate, with how to serve the stored one."""
+    names = sorted(bound_domains(chain.dns_names, tuple(domains))) or ["DOMAIN"]
+    return (f"this certificate is already stored as chain {chain.id}; to serve it, bind it: "
+            f"`certgate pki bind {account_id} {names[0]} {chain.id}` (API: PUT "
+            f"/api/v1/accounts/{account_id}/pki with it in tls_bindings), or run "
+            "`certgate chain import --bind` again")
 
 
 def _served(chain: Chain, sealed: bytes) -> ServedChain:

@@ -8,11 +8,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from certstore.errors import InvalidInput
 from certstore.keys import SigningKey
@@ -56,6 +54,8 @@ def issue(*, key: SigningKey, chain: Sequence[x509.Certificate], issuer: str, ac
     if audience:
         claims["aud"] = audience
     headers = {"kid": key_id(chain[0]), "x5c": _x5c(chain)}
+    import jwt  # here, not at the top: most CLI commands never sign (start-up time)
+
     token = jwt.encode(claims, key, algorithm=algorithm_for(key), headers=headers)
     return token, expires
 
@@ -64,6 +64,8 @@ def jwk(chain: Sequence[x509.Certificate]) -> dict[str, Any]:
     """The public JWK (with ``kid``, ``alg``, ``use``, ``x5c``) for a chain's leaf key."""
     public = chain[0].public_key()
     alg = algorithm_for(public)
+    from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
     raw = (RSAAlgorithm.to_jwk(public) if alg == "RS256"  # type: ignore[arg-type]
            else ECAlgorithm.to_jwk(public))  # type: ignore[arg-type]
     out: dict[str, Any] = json.loads(raw)

@@ -2,18 +2,21 @@
 
 Looked up in ``--config FILE``, else ``$CERTGATE_CONFIG``, else ``./certgate.yaml``. Relative
 paths are resolved against the directory of the config file, so a config works from any
-working directory. Every field is documented in ``config.example.yaml``.
+working directory. Every field has a default and is documented in ``config.example.yaml``.
+
+A bad file is refused with one line naming the file, the setting and the fix (the CLI prints
+it as ``error: ...``): admins read it in a terminal or a journal, where a list of validation
+errors or a YAML parser's multi-line report is noise.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -25,10 +28,20 @@ from pydantic import (
 
 from certstore.errors import InvalidInput
 from certstore.lifecycle import Lifetimes, parse_duration
+from gateway.configfile import (
+    DEFAULT_CONFIG,
+    DEFAULT_DATA_DIR,
+    ENV_CONFIG,
+    check_mapping,
+    find_config,
+    read_config_file,
+    unknown_setting,
+)
 from gateway.errors import ConfigError
 
-ENV_CONFIG = "CERTGATE_CONFIG"
-DEFAULT_CONFIG = Path("certgate.yaml")
+__all__ = ["DEFAULT_CONFIG", "ENV_CONFIG", "Config", "ConfigError", "find_config",
+           "load_config", "parse_config"]
+
 
 
 class _Model(BaseModel):
@@ -230,7 +243,7 @@ class LifecycleConfig(_Model):
 class Config(_Model):
     """The whole configuration."""
 
-    data_dir: Path
+    data_dir: Path = DEFAULT_DATA_DIR  # beside the config file (relative paths are)
     master_key_file: Path | None = None
     database: Path | None = None
     token_issuer: str = "certgate"
@@ -260,32 +273,48 @@ class Config(_Model):
             raise ValueError(f"listener names must be unique: {', '.join(dupes)}")
 
 
-def find_config(explicit: str | Path | None) -> Path:
-    """``--config``, else ``$CERTGATE_CONFIG``, else ``./certgate.yaml``."""
-    if explicit:
-        return Path(explicit)
-    env = os.environ.get(ENV_CONFIG)
-    return Path(env) if env else DEFAULT_CONFIG
+def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
+    """The settings allowed beside the one at ``loc`` (for an unknown key's message)."""
+    model: type[BaseModel] = Config
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        inner = getattr(field, "annotation", None) if field else None
+        candidates = [a for a in (inner, *getattr(inner, "__args__", ()))
+                      if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not candidates:
+            return []
+        model = candidates[0]
+    return list(model.model_fields)
+
+
+def _describe(err: Mapping[str, Any]) -> str:
+    """One validation error as ``key: what is wrong; the fix``."""
+    loc = tuple(err["loc"])
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        return unknown_setting(key, str(loc[-1]), _fields_at(loc))
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    given = f" (got {err['input']!r})" if err["type"] != "missing" and not isinstance(
+        err.get("input"), dict | list) else ""
+    return f"{key}: {msg}{given}; see config.example.yaml for the allowed values"
 
 
 def _format(e: ValidationError) -> str:
-    lines = []
-    for err in e.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        lines.append(f"  {key}: {msg}")
-    return "\n".join(lines)
+    errors = e.errors()
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    return _describe(errors[0]) + more
 
 
 def parse_config(data: object, *, base_dir: Path, source: str = "config") -> Config:
     """Validate a parsed YAML document; relative paths are taken from ``base_dir``."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping of settings")
+    data = check_mapping(data, source)  # an empty document: every setting has a default
     try:
         config = Config.model_validate(data)
     except ValidationError as e:
         first = e.errors()[0]["loc"]
-        raise ConfigError(f"{source} is invalid:\n{_format(e)}",
+        raise ConfigError(f"{source}: {_format(e)}",
                           key=".".join(str(p) for p in first)) from e
 
     def resolve(p: Path | None) -> Path | None:
@@ -300,15 +329,5 @@ def parse_config(data: object, *, base_dir: Path, source: str = "config") -> Con
 
 def load_config(path: Path) -> Config:
     """Read and validate a YAML config file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as e:
-        raise ConfigError(f"no config file at {path}; pass --config FILE, set {ENV_CONFIG}, "
-                          "or copy config.example.yaml to ./certgate.yaml") from e
-    except OSError as e:
-        raise ConfigError(f"cannot read the config file {path}: {e}") from e
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML: {e}") from e
-    return parse_config(data, base_dir=path.resolve().parent, source=str(path))
+    return parse_config(read_config_file(path), base_dir=path.resolve().parent,
+                        source=str(path))

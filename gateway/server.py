@@ -19,13 +19,18 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 
+# certstore imports jwt and its PKCS#12 parser lazily (the CLI's start-up time); the server
+# loads them here, at start, rather than in the event loop during a request.
+import jwt  # noqa: F401
 from aiohttp import web
 
+import certstore.pkcs12  # noqa: F401
 from certstore.errors import NotFound
 from certstore.persistence.keyfile import read_master_key
 from certstore.snapshot import ServedChain, Snapshot
 from certstore.store import CertStore
 from gateway.admin.app import SERVER_LOG, create_app
+from gateway.admin.https_only import HttpsOnly
 from gateway.config import Config, ListenerConfig, load_config
 from gateway.errors import ConfigError
 from gateway.lifecycle import Lifecycle
@@ -43,6 +48,22 @@ WARM_CHAINS = 2
 """Chains per changed account rebuilt at once."""
 log = logging.getLogger("certgate")
 DEFAULT_NAME = "default.certgate.invalid"  # RFC 2606 .invalid: never a tenant's name
+
+
+_SCHEMES = {"https": "https", "ipps": "ipps", "tcp": "tls"}
+
+
+def _url(scheme: str, bind: str, bound: socket.socket | int) -> str:
+    """Where a listener answers: its bind address with the port it really got (port 0)."""
+    host = bind.rpartition(":")[0]
+    port = bound if isinstance(bound, int) else bound.getsockname()[1]
+    return f"{scheme}://{host}:{port}"
+
+
+def _upstreams(cfg: ListenerConfig) -> str:
+    if cfg.upstream is not None:
+        return cfg.upstream
+    return ", ".join(f"{r.prefix} {r.upstream}" for r in cfg.routes)
 
 
 def _bind_ips(binds: list[str]) -> tuple[str, ...]:
@@ -76,6 +97,7 @@ class Gateway:
         self._follower: Follower | None = None
         self._admin: web.AppRunner | None = None
         self._admin_sock: socket.socket | None = None
+        self._admin_accept: HttpsOnly | None = None
         self._generated_default: tuple[ServedChain, bytes] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._lifecycle: Lifecycle | None = None
@@ -124,6 +146,13 @@ class Gateway:
         gc.collect()
         gc.freeze()
         gc.set_threshold(20000, 20, 20)
+        for cfg in self.config.listeners:
+            listener = self.listeners[cfg.name]
+            log.info("listener %s (%s) on %s -> %s", cfg.name, cfg.kind,
+                     _url(_SCHEMES[cfg.kind], cfg.bind, listener.port), _upstreams(cfg))
+        if self._admin_sock is not None and self._admin_accept is not None:
+            log.info("admin API on %s (TLS with a certgate CA chain: `certgate ca show`)",
+                     self._admin_accept.url)
         log.info("certgate started %d listener(s) in %.0f ms", len(self.listeners),
                  (time.monotonic() - started) * 1000)
 
@@ -214,7 +243,10 @@ class Gateway:
             raise ConfigError(f"admin cannot bind {bind}: {e.strerror}", key="admin.bind"
                               ) from e
         self._admin_sock = sock
-        await web.SockSite(self._admin, sock, ssl_context=ctx).start()
+        assert self._admin.server is not None  # set by setup()
+        self._admin_accept = HttpsOnly(sock, self._admin.server, ctx,
+                                       url=f"{_url('https', bind, sock)}/api/v1/")
+        self._admin_accept.start()
 
     @property
     def admin_port(self) -> int | None:
@@ -299,6 +331,9 @@ class Gateway:
             await listener.close()
         self.listeners.clear()
         self._retiring.clear()
+        if self._admin_accept is not None:
+            await self._admin_accept.close()
+            self._admin_accept = None
         if self._admin is not None:
             await self._admin.cleanup()
             self._admin = None
@@ -340,7 +375,12 @@ async def serve(config: Config, *, config_path: Path | None = None,
             task.cancel()
         for sig in installed:
             loop.remove_signal_handler(sig)
+        active = sum(listener.active for listener in gateway.listeners.values())
+        log.info("certgate stopping: %d connection(s) open, waiting up to %.0f s for them",
+                 active, config.graceful_timeout_s)
+        stopping = time.monotonic()
         await gateway.shutdown()
+        log.info("certgate stopped in %.1f s", time.monotonic() - stopping)
 
 
 async def _reload_on_hup(gateway: Gateway, hup: asyncio.Event, path: Path | None) -> None:

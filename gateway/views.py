@@ -1,15 +1,25 @@
 """JSON shapes of the store's values, shared by the CLI (``--json``) and the admin API.
 
-Nothing here can expose a private key: the values it formats never hold one.
+Nothing here can expose a private key: the values it formats never hold one. A chain's shape
+includes whether it is served now and for which names (:func:`chain_views`): the CLI and the
+API both call that one function, so ``certgate chain list --json`` and ``GET .../chains``
+cannot drift apart.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from certstore.lifecycle import expires_in_s, status
 from certstore.model import Account, Chain, PkiSettings, TrustedCA
+from certstore.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from certstore.store import CertStore
+
+_PROBE_LABEL = "certgate-wildcard-probe"
 
 EXPIRING_WITHIN = dt.timedelta(days=30)
 """``lifecycle.expiring_within``'s default: where ``status`` turns to ``expiring``."""
@@ -64,3 +74,54 @@ def pki_view(pki: PkiSettings) -> dict[str, Any]:
     """An account's PKI settings."""
     return {"account_id": pki.account_id, "signing_chain_id": pki.signing_chain_id,
             "tls_bindings": pki.binding_map()}
+
+
+def _wildcard_probe(parent: str, exact: set[str]) -> str:
+    """A name that only the wildcard ``*.parent`` can serve (no chain lists it exactly)."""
+    n = 0
+    while (name := f"{_PROBE_LABEL}{n or ''}.{parent}") in exact:
+        n += 1
+    return name
+
+
+def served_names(snapshot: Snapshot, chains: Iterable[Chain],
+                 listed: set[str]) -> dict[str, list[str]]:
+    """``chain id -> names`` for which ``snapshot`` selects that chain now.
+
+    An exact name is reported when the chain is what that name gets; a wildcard ``*.p``
+    when the chain is what a name under ``p`` gets that no chain lists exactly (``listed``:
+    every exact name in the snapshot's chains).
+    """
+    out: dict[str, list[str]] = {}
+    for chain in chains:
+        out[chain.id] = []
+        for name in chain.dns_names:
+            probe = _wildcard_probe(name[2:], listed) if name.startswith("*.") else name
+            selected = snapshot.select(probe)
+            if selected is not None and selected.chain_id == chain.id:
+                out[chain.id].append(name)
+    return out
+
+
+async def account_served(store: CertStore, account_id: str,
+                         chains: Iterable[Chain]) -> dict[str, list[str]]:
+    """Served names of an account's chains, from a snapshot of that account alone.
+
+    Computed with the gateway's own selection code (:meth:`Snapshot.select`), so it can
+    never disagree with what a handshake gets. That agrees with the gateway's full snapshot:
+    a chain only serves names under its account's own domains, and a domain belongs to one
+    account, so no other account's chain is ever selected for these names first.
+    """
+    entries = await store.account_entries([account_id])
+    listed = {n for e in entries for c in e.chains for n in c.names if not n.startswith("*.")}
+    return served_names(Snapshot.build(entries, seq=0), chains, listed)
+
+
+async def chain_views(store: CertStore, account_id: str, chains: list[Chain], *,
+                      with_pem: bool) -> list[dict[str, Any]]:
+    """The one shape of an account's chains, with ``served``/``served_for`` and where each
+    stands in its lifetime (``status`` by the store's ``expiring_within``): CLI and API."""
+    served = await account_served(store, account_id, chains)
+    within = store.lifetimes.expiring_within
+    return [chain_view(c, served_for=served.get(c.id, []), with_pem=with_pem,
+                       expiring_within=within) for c in chains]

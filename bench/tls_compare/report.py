@@ -17,6 +17,8 @@ ROW_ORDER = (
     "upload_cpu",
     "startup",
     "startup_cpu",
+    "all_served",
+    "all_served_cpu",
     "rss",
     "pss",
     "chain_change_ms",

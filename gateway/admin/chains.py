@@ -1,79 +1,24 @@
 """Private certificate chains: PKCS#12 import, generation, listing, deletion.
 
-Every chain answer says whether the chain is served now and for which of its names. That is
-computed with the gateway's own selection code (:meth:`Snapshot.select`) on a snapshot of
-the account alone, so the API can never disagree with what a handshake gets, and the cost
-is one account's rows, not the whole store.
+Every chain answer says whether the chain is served now and for which of its names
+(:func:`gateway.views.chain_views`, the one shape the CLI prints too), computed on a snapshot
+of the account alone: the cost is one account's rows, not the whole store.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterable
 
 from aiohttp import web
 
 from certstore.errors import InvalidName
 from certstore.model import Chain
 from certstore.names import normalize_domain
-from certstore.snapshot import Snapshot
-from certstore.store import CertStore
 from gateway.admin.endpoint import MAX_UPLOAD, Call, Endpoint
 from gateway.admin.models import MAX_ACCOUNT_NAME, MAX_CN, ChainDetail, ChainGenerate, ChainList
 from gateway.admin.problems import Problem
 from gateway.admin.uploads import missing_field, read_form
-from gateway.views import chain_view
+from gateway.views import chain_views
 
 BASE = "/api/v1/accounts/{id}/chains"
-_PROBE_LABEL = "certgate-wildcard-probe"
-
-
-def _wildcard_probe(parent: str, exact: set[str]) -> str:
-    """A name that only the wildcard ``*.parent`` can serve (no chain lists it exactly)."""
-    n = 0
-    while (name := f"{_PROBE_LABEL}{n or ''}.{parent}") in exact:
-        n += 1
-    return name
-
-
-def served_names(snapshot: Snapshot, chains: Iterable[Chain],
-                 listed: set[str]) -> dict[str, list[str]]:
-    """``chain id -> names`` for which ``snapshot`` selects that chain now.
-
-    An exact name is reported when the chain is what that name gets; a wildcard ``*.p``
-    when the chain is what a name under ``p`` gets that no chain lists exactly (``listed``:
-    every exact name in the snapshot's chains).
-    """
-    out: dict[str, list[str]] = {}
-    for chain in chains:
-        out[chain.id] = []
-        for name in chain.dns_names:
-            probe = _wildcard_probe(name[2:], listed) if name.startswith("*.") else name
-            selected = snapshot.select(probe)
-            if selected is not None and selected.chain_id == chain.id:
-                out[chain.id].append(name)
-    return out
-
-
-async def account_served(store: CertStore, account_id: str,
-                         chains: Iterable[Chain]) -> dict[str, list[str]]:
-    """Served names of an account's chains, from a snapshot of that account alone.
-
-    That agrees with the gateway's full snapshot: a chain only serves names under its
-    account's own domains, and a domain belongs to one account, so no other account's
-    chain is ever selected for these names first.
-    """
-    entries = await store.account_entries([account_id])
-    listed = {n for e in entries for c in e.chains for n in c.names if not n.startswith("*.")}
-    return served_names(Snapshot.build(entries, seq=0), chains, listed)
-
-
-async def chain_views(store: CertStore, account_id: str, chains: list[Chain], *,
-                      with_pem: bool) -> list[dict[str, object]]:
-    """API views of chains of one account, with what each serves now and its status."""
-    served = await account_served(store, account_id, chains)
-    within = store.lifetimes.expiring_within
-    return [chain_view(c, served_for=served.get(c.id, []), with_pem=with_pem,
-                       expiring_within=within) for c in chains]
 
 
 async def _views(call: Call, chains: list[Chain], *, with_pem: bool) -> list[dict[str, object]]:

@@ -11,10 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from certstore.errors import InvalidInput
 from certstore.lifecycle import parse_duration
-from gateway.admin.chains import BASE, chain_views
+from gateway.admin.chains import BASE
 from gateway.admin.endpoint import Call, Endpoint
 from gateway.admin.models import ChainDetail, ExpiringList
 from gateway.admin.problems import Problem
+from gateway.views import chain_views
 
 MAX_WITHIN_TEXT = 12
 

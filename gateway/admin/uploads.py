@@ -8,7 +8,8 @@ never touch the disk. Nothing read here is ever logged.
 
 from __future__ import annotations
 
-from typing import TypeVar
+import json
+from typing import Any, TypeVar
 
 from aiohttp import BodyPartReader, web
 from pydantic import BaseModel, ValidationError
@@ -30,6 +31,36 @@ def _too_large(limit: int) -> web.HTTPRequestEntityTooLarge:
     return web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=limit + 1)
 
 
+class _RepeatedKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise _RepeatedKey(key)
+        seen.add(key)
+    return dict(pairs)
+
+
+def _refuse_repeated_keys(raw: bytes) -> None:
+    """A member named twice in one JSON object is refused, never "the last one wins": a
+    client that sent ``{"domain": "a", "domain": "b"}`` would otherwise get a chain for
+    ``b`` alone without a word (RFC 8259 section 4 leaves duplicates to the receiver)."""
+    try:
+        json.loads(raw, object_pairs_hook=_unique_keys)
+    except _RepeatedKey as e:
+        raise Problem(422, "invalid-request",
+                      f"the field {e.key!r} is repeated in one JSON object; give it once",
+                      extra={"errors": [{"field": e.key, "message": "repeated field",
+                                         "type": "repeated_field"}]}) from None
+    except (ValueError, RecursionError):
+        return  # not JSON: the model's parser reports it (400)
+
+
 async def read_json(request: web.Request, model: type[M], limit: int) -> M:
     """The JSON body validated as ``model``: 415 for another media type, 400 when it is not
     JSON, 422 naming each invalid or unknown field."""
@@ -39,6 +70,7 @@ async def read_json(request: web.Request, model: type[M], limit: int) -> M:
     raw = await request.read()  # aiohttp enforces client_max_size (413)
     if len(raw) > limit:
         raise _too_large(limit)
+    _refuse_repeated_keys(raw)
     try:
         return model.model_validate_json(raw)
     except ValidationError as e:

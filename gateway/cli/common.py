@@ -1,41 +1,85 @@
-"""Plumbing shared by the CLI commands: config, the store, output and errors."""
+"""Plumbing shared by the CLI commands: config, the store, output and errors.
+
+The CLI is scripted in loops, so it starts as fast as the interpreter allows: this module and
+the command modules import only ``click`` at the top; each command imports what it needs
+(the store, the config, cryptography) inside its function, and only ``serve`` imports the
+gateway and aiohttp. ``tests/gateway/cli/test_imports.py`` guards that.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from certstore.audit import CLI_ACTOR, acting_as
-from certstore.errors import CertStoreError
-from certstore.persistence.keyfile import read_master_key
-from certstore.store import CertStore
-from gateway.config import Config, find_config, load_config
-from gateway.errors import GatewayError
+if TYPE_CHECKING:
+    from certstore.store import CertStore
+    from gateway.config import Config
+    from gateway.configfile import StoreSettings
 
 T = TypeVar("T")
+
+CONFIG_HELP = "Config file (default: $CERTGATE_CONFIG, else ./certgate.yaml)."
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CliState:
-    """What the top-level group resolved: where the config is."""
+    """What the command line resolved: where the config is."""
 
     config_path: str | None
 
     def config(self) -> Config:
-        """Load the configuration (``--config``, ``$CERTGATE_CONFIG``, ``./certgate.yaml``)."""
-        return load_config(find_config(self.config_path))
+        """Load the configuration (``--config``, ``$CERTGATE_CONFIG``, ``./certgate.yaml``).
+
+        A bad or missing file is a clear one-line refusal (exit 1), never a traceback.
+        """
+        from gateway.config import find_config, load_config
+        from gateway.errors import ConfigError
+
+        try:
+            return load_config(find_config(self.config_path))
+        except ConfigError as e:
+            fail(str(e))
+
+    def store_settings(self) -> StoreSettings:
+        """Where the store is, read without validating the rest of the config (fast: no
+        pydantic; ``init`` and ``serve`` validate the whole file)."""
+        from gateway.configfile import find_config, store_settings
+        from gateway.errors import ConfigError
+
+        try:
+            return store_settings(find_config(self.config_path))
+        except ConfigError as e:
+            fail(str(e))
 
 
 json_option = click.option("--json", "as_json", is_flag=True,
                            help="Print machine-readable JSON.")
+
+
+def pass_state(f: Callable[..., T]) -> Callable[..., T]:
+    """Pass the :class:`CliState` first, and accept ``-c/--config`` on the command itself.
+
+    ``certgate account list -c FILE`` and ``certgate -c FILE account list`` are the same;
+    given in both places, the one nearer the command wins.
+    """
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, config_path: str | None = None, **kwargs: Any) -> T:
+        if config_path is None:
+            root = click.get_current_context().find_object(CliState)
+            config_path = root.config_path if root is not None else None
+        return f(CliState(config_path=config_path), *args, **kwargs)
+
+    return click.option("-c", "--config", "config_path", metavar="FILE",
+                        help=CONFIG_HELP)(wrapper)
 
 
 def fail(message: str, *, details: dict[str, Any] | None = None) -> NoReturn:
@@ -54,6 +98,11 @@ async def _await(fn: Callable[[], Awaitable[T]]) -> T:
 
 def run(fn: Callable[[], Awaitable[T]]) -> T:
     """Run a coroutine, turning certgate errors into a clear message and exit status 1."""
+    import asyncio
+
+    from certstore.errors import CertStoreError
+    from gateway.errors import GatewayError
+
     try:
         return asyncio.run(_await(fn))
     except CertStoreError as e:
@@ -62,20 +111,25 @@ def run(fn: Callable[[], Awaitable[T]]) -> T:
         fail(str(e))
 
 
-async def open_store(config: Config) -> CertStore:
+async def open_store(config: StoreSettings) -> CertStore:
     """Open the initialised store named by the config."""
-    store = await CertStore.open(config.database_path,
-                                 read_master_key(config.master_key_path),
+    from certstore.persistence.keyfile import read_master_key
+    from certstore.store import CertStore
+
+    store = await CertStore.open(config.database_path, read_master_key(config.master_key_path),
                                  token_issuer=config.token_issuer)
-    store.lifetimes = config.lifecycle.lifetimes()
+    store.lifetimes = config.lifetimes
     return store
 
 
 def with_store(state: CliState, op: Callable[[CertStore], Awaitable[T]]) -> T:
     """Open the store, run ``op`` on it, close it; errors become a clear exit."""
+    from certstore.audit import CLI_ACTOR, acting_as
+
+    settings = state.store_settings()
 
     async def go() -> T:
-        store = await open_store(state.config())
+        store = await open_store(settings)
         try:
             with acting_as(CLI_ACTOR):  # the CLI's mutations are audited too
                 return await op(store)

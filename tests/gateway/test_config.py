@@ -10,6 +10,7 @@ import yaml
 
 from gateway.config import (
     AdminConfig,
+    CaConfig,
     Config,
     LifecycleConfig,
     ListenerConfig,
@@ -55,7 +56,8 @@ admin:
 
 @pytest.mark.parametrize(("doc", "key"), [
     ({"data_dir": "v", "unknown": 1}, "unknown"),
-    ({}, "data_dir"),
+    ({"context_cache_size": 0}, "context_cache_size"),
+    ({"admin": {"bnd": "127.0.0.1:1"}}, "admin.bnd"),
     ({"data_dir": "v", "listeners": [{"name": "a", "kind": "ftp", "bind": "127.0.0.1:1",
                                       "upstream": "http://h:1"}]}, "listeners.0.kind"),
     ({"data_dir": "v", "listeners": [{"name": "a", "kind": "https", "bind": "127.0.0.1",
@@ -171,3 +173,65 @@ def test_ipps_listener_settings_reach_the_proxy() -> None:
     assert ipps.ipp and ipps.ipp_max_attributes_bytes == 4096
     assert ipps.routes[0].upstream_host  # the printer gets its own name in Host
     assert not https.ipp and https.ipp_max_attributes_bytes == 1 << 20
+
+
+def test_every_setting_has_a_default(tmp_path: Path) -> None:
+    """config.example.yaml says so: an empty file and ``listeners: []`` are whole configs."""
+    for text in ("", "listeners: []\n"):
+        (tmp_path / "c.yaml").write_text(text)
+        config = load_config(tmp_path / "c.yaml")
+        assert config.data_dir == tmp_path / "var"  # ./var beside the config file
+        assert config.database_path == tmp_path / "var" / "certgate.sqlite"
+    for model in (Config, TlsPolicy, AdminConfig):
+        required = [n for n, f in model.model_fields.items() if f.is_required()]
+        assert required == [], f"{model.__name__} has settings without a default: {required}"
+
+
+@pytest.mark.parametrize(("text", "wanted"), [
+    ("data_dir: [unclosed\n", ["not valid YAML at line 2", "fix the syntax"]),
+    ("listeners:\n  - name: a\n   kind: x\n", ["line 3, column 4"]),
+    ("admn: {bind: '127.0.0.1:1'}\n", ["unknown setting 'admn'", "did you mean 'admin'?",
+                                         "remove it"]),
+    ("listeners: [{name: a, kind: https, bind: '127.0.0.1:1', upstrem: 'http://h:1'}]\n",
+     ["'listeners.0.upstrem'", "did you mean 'upstream'?"]),
+    ("context_cache_size: -3\n", ["context_cache_size: Input should be greater than 0",
+                                   "(got -3)", "config.example.yaml"]),
+])
+def test_errors_are_one_line_naming_file_key_and_fix(tmp_path: Path, text: str,
+                                                     wanted: list[str]) -> None:
+    (tmp_path / "c.yaml").write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "c.yaml")
+    message = str(info.value)
+    assert "\n" not in message and str(tmp_path / "c.yaml") in message
+    for part in wanted:
+        assert part in message, message
+
+
+def test_example_shows_every_default() -> None:
+    """Each value config.example.yaml shows is the code's default, except the settings that
+    the sample sets up on purpose (its listeners' identity and the admin API's presence)."""
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    for name, field in Config.model_fields.items():
+        if name in ("listeners", "admin", "ca", "lifecycle"):
+            continue
+        default = field.get_default()
+        shown = doc[name]
+        assert (str(default) if name == "data_dir" else default) == (
+            shown.removeprefix("./") if name == "data_dir" else shown), name
+    assert doc["ca"]["key_type"] == CaConfig.model_fields["key_type"].default
+    for name, field in LifecycleConfig.model_fields.items():
+        assert doc["lifecycle"][name] == field.get_default(), f"lifecycle.{name}"
+    web = doc["listeners"][0]
+    for name, field in ListenerConfig.model_fields.items():
+        if name in ("name", "kind", "bind", "upstream", "routes", "tls"):
+            continue
+        # shown on the first listener of the sample whose kind it concerns
+        value = next(entry[name] for entry in doc["listeners"] if name in entry)
+        default = field.get_default()
+        shown = tuple(value) if isinstance(default, tuple) else value
+        assert shown == default, f"listeners.{name}"
+    for name, field in TlsPolicy.model_fields.items():
+        assert web["tls"][name] == field.get_default(), f"listeners[0].tls.{name}"
+    for name, field in AdminConfig.model_fields.items():
+        assert doc["admin"][name] == field.get_default(), f"admin.{name}"

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -131,8 +134,11 @@ def test_config_lookup_order(certgate: Run, tmp_path: Path) -> None:
     assert names == ["X"]
     assert _json(certgate("account", "list", "--json")) == []  # ./certgate.yaml's own store
     (tmp_path / "bad.yaml").write_text("data_dir: ./v\nlisteners: [{name: a, kind: ftp}]\n")
-    bad = certgate("-c", "bad.yaml", "account", "list", ok=False)
+    bad = certgate("-c", "bad.yaml", "init", ok=False)  # init and serve check the listeners
     assert "listeners.0.kind" in bad.stderr
+    (tmp_path / "typo.yaml").write_text("data_dri: ./v\n")  # store commands: their settings
+    typo = certgate("-c", "typo.yaml", "account", "list", ok=False)
+    assert "unknown setting 'data_dri': did you mean 'data_dir'?" in typo.stderr
     missing = certgate("-c", "nope.yaml", "init", ok=False)
     assert "no config file" in missing.stderr
 
@@ -167,20 +173,94 @@ def test_trusted_ca_pki_and_token_commands(certgate: Run, tmp_path: Path,
     assert "no signing chain" in refused.stderr
 
 
+def _read_until(fd: int, wanted: bytes, timeout_s: float) -> bytes:
+    """Read a pseudo-terminal until ``wanted`` appears (or EOF, or the deadline)."""
+    seen = b""
+    deadline = time.monotonic() + timeout_s
+    while wanted not in seen:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"no {wanted!r} within {timeout_s} s; saw {seen!r}")
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            chunk = b""
+        if not chunk:
+            raise AssertionError(f"the CLI exited before {wanted!r}; saw {seen!r}")
+        seen += chunk
+    return seen
+
+
 def test_password_prompt_on_a_terminal(certgate: Run, tmp_path: Path,
                                        intermediate_ca: Issued) -> None:
-    """The prompt path: a real pseudo-terminal (util-linux ``script``), password typed."""
+    """The prompt path on a real pseudo-terminal: the password is typed once the prompt is
+    shown (not after a guessed delay, which a loaded machine outlasts)."""
     acc = _json(certgate("account", "create", "--name", "A", "--kind", "customer",
                          "--domain", "a.com", "--json"))
     assert isinstance(acc, dict)
     (tmp_path / "a.pfx").write_bytes(openssl_pkcs12(make_leaf(intermediate_ca, dns=["a.com"]),
                                                     "typed-secret", tmp_path))
-    command = " ".join([*CERTGATE[:2], repr(CERTGATE[2]), "chain", "import", acc["id"],
-                        "a.pfx", "--json"])
-    typed = subprocess.run(
-        ["sh", "-c", f"(sleep 1; printf 'typed-secret\\n') | script -qec {command!r} /dev/null"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert "PKCS#12 password" in typed.stdout
-    assert "typed-secret" not in typed.stdout  # hidden input, never echoed
+    controller, terminal = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "CERTGATE_CONFIG"}
+    proc = subprocess.Popen([*CERTGATE, "chain", "import", acc["id"], "a.pfx", "--json"],
+                            cwd=tmp_path, env=env, stdin=terminal, stdout=terminal,
+                            stderr=terminal, start_new_session=True)
+    os.close(terminal)
+    try:
+        shown = _read_until(controller, b"PKCS#12 password", 120)
+        os.write(controller, b"typed-secret\n")
+        rest = _read_until(controller, b"}", 120)  # the end of the --json answer
+        assert proc.wait(timeout=120) == 0, (shown + rest).decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(controller)
+    assert b"typed-secret" not in shown + rest  # hidden input, never echoed
     listed = _json(certgate("chain", "list", acc["id"], "--json"))
     assert isinstance(listed, list) and [c["origin"] for c in listed] == ["generated", "imported"]
+
+
+def test_commands_that_lacked_json_print_json(certgate: Run, tmp_path: Path,
+                                              root_ca: Issued) -> None:
+    """account delete, chain delete, apikey revoke, token jwks, trusted-ca bundle/delete."""
+    acc = _json(certgate("account", "create", "--name", "A", "--kind", "customer",
+                         "--domain", "a.com", "--json"))
+    assert isinstance(acc, dict)
+    (tmp_path / "ca.pem").write_bytes(root_ca.pem())
+    (ca,) = _json(certgate("trusted-ca", "import", acc["id"], "ca.pem", "--json"))  # type: ignore[misc]
+    bundle = _json(certgate("trusted-ca", "bundle", acc["id"], "--json"))
+    assert bundle == {"account_id": acc["id"], "pem": root_ca.pem().decode()}
+    assert _json(certgate("trusted-ca", "delete", acc["id"], ca["id"], "--json")) == {
+        "deleted": ca["id"]}
+    jwks = _json(certgate("token", "jwks", acc["id"], "--json"))
+    assert isinstance(jwks, dict) and len(jwks["keys"]) == 1
+    assert jwks == _json(certgate("token", "jwks", acc["id"]))  # a JWKS is JSON either way
+    tls = _json(certgate("chain", "generate", acc["id"], "--purpose", "tls", "--domain",
+                         "a.com", "--json"))
+    assert isinstance(tls, dict)
+    assert _json(certgate("chain", "delete", tls["id"], "--json")) == {"deleted": tls["id"]}
+    key = _json(certgate("apikey", "create", "--role", "operator", "--json"))
+    assert isinstance(key, dict)
+    assert _json(certgate("apikey", "revoke", key["id"], "--json")) == {"revoked": key["id"]}
+    assert _json(certgate("account", "delete", acc["id"], "--json")) == {"deleted": acc["id"]}
+    assert certgate("account", "list", "--json").stdout.strip() == "[]"
+
+
+def test_config_option_after_the_command(certgate: Run, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "c.yaml").write_text("ca: {key_type: ecdsa-p256}\n")
+    certgate("init", "-c", str(other / "c.yaml"))
+    certgate("account", "create", "--name", "There", "--kind", "vendor", "-c",
+             str(other / "c.yaml"))
+    there = _json(certgate("account", "list", "-c", str(other / "c.yaml"), "--json"))
+    assert [a["name"] for a in there] == ["There"]  # type: ignore[union-attr, index]
+    # the one nearer the command wins over the group's; ./certgate.yaml's store is empty
+    both = _json(certgate("-c", "certgate.yaml", "account", "list", "--config",
+                          str(other / "c.yaml"), "--json"))
+    assert both == there
+    assert _json(certgate("account", "list", "--json")) == []

@@ -54,7 +54,7 @@ def _no_logged_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     assert not errors, errors
 
 
-async def eventually(condition: Callable[[], object], timeout_s: float = 10) -> None:
+async def eventually(condition: Callable[[], object], timeout_s: float = 60) -> None:
     """Wait until `condition()` is true (a guard against hangs, not a timing assertion)."""
     async with asyncio.timeout(timeout_s):
         while not condition():

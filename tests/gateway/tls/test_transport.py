@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import gc
 import hashlib
+import os
+import select
 import socket
 import ssl
 import subprocess
@@ -115,9 +117,8 @@ async def test_finished_connections_leave_no_reference_cycles(tmp_path: Path) ->
             for _ in range(10):
                 await asyncio.to_thread(_close_notify_answered, port)  # handshake only
                 _body(await asyncio.to_thread(_request, port, head))  # and a request
-            for _ in range(100):
-                if gw.listeners["web"].active == 0:
-                    break
+            deadline = asyncio.get_running_loop().time() + 60  # generous under load
+            while gw.listeners["web"].active and asyncio.get_running_loop().time() < deadline:
                 await asyncio.sleep(0.02)
             assert gw.listeners["web"].active == 0
             gc.collect()
@@ -156,29 +157,44 @@ async def test_records_queued_behind_a_short_one_are_read(tmp_path: Path) -> Non
         assert b'"path": "/r%d"' % i in response
 
 
+def _read_until(fd: int, wanted: bytes, seen: bytes, timeout_s: float = 60) -> bytes:
+    """Read ``fd`` until ``wanted`` has appeared (or EOF); everything read so far."""
+    deadline = time.monotonic() + timeout_s
+    while wanted not in seen:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no {wanted!r} within {timeout_s} s: {seen!r}"
+        if select.select([fd], [], [], left)[0]:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            seen += chunk
+    return seen
+
+
 def _s_client_with_key_update(port: int) -> str:
     """openssl s_client: a request, a TLS 1.3 KeyUpdate asking for the server's, a second
-    request on the same connection (s_client's interactive "K" command)."""
+    request on the same connection (s_client's interactive "K" command). Each step waits
+    for the previous one's output, not for a guessed delay."""
     proc = subprocess.Popen(
         ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_3", "-crlf"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdin is not None
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0)
+    assert proc.stdin is not None and proc.stdout is not None
+    fd = proc.stdout.fileno()
     try:
-        for line, pause in (("GET /one HTTP/1.1\nHost: 127.0.0.1\n", 0.5), ("K", 0.5),
-                            ("GET /two HTTP/1.1\nHost: 127.0.0.1\nConnection: close\n", 1.0)):
-            proc.stdin.write(line + "\n")
-            proc.stdin.flush()
-            time.sleep(pause)
+        proc.stdin.write(b"GET /one HTTP/1.1\nHost: 127.0.0.1\n\n")
+        out = _read_until(fd, b'"path": "/one"', b"")
+        proc.stdin.write(b"K\n")
+        out = _read_until(fd, b"KEYUPDATE", out)
+        proc.stdin.write(b"GET /two HTTP/1.1\nHost: 127.0.0.1\nConnection: close\n\n")
+        out = _read_until(fd, b'"path": "/two"', out)
         proc.stdin.close()  # end of input: s_client closes the connection
-        assert proc.stdout is not None
-        out = proc.stdout.read()
-        proc.wait(20)
+        out = _read_until(fd, b"\x00never\x00", out)  # to EOF
+        proc.wait(60)
     finally:
         proc.kill()
         proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
-    return out
+        proc.stdout.close()
+    return out.decode(errors="replace")
 
 
 async def test_a_key_update_mid_connection_is_answered(tmp_path: Path) -> None:

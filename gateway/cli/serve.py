@@ -1,28 +1,35 @@
-"""``certgate serve``: run the gateway, in one process or N workers sharing the ports."""
+"""``certgate serve``: run the gateway, in one process or N workers sharing the ports.
+
+The only command that imports the gateway (aiohttp, the TLS stack): inside its function, so
+that the store commands start without it.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
-from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
-from certstore.errors import CertStoreError
-from gateway.cli.common import CliState, fail
-from gateway.config import find_config
-from gateway.errors import GatewayError
-from gateway.server import serve
-from gateway.workershare import ENV as WORKER_DIR_ENV
+from gateway.cli.common import CliState, emit, fail, json_option, pass_state
+
+if TYPE_CHECKING:
+    import subprocess
+    from types import FrameType
+
+WORKER_DIR_ENV = "CERTGATE_WORKER_DIR"
+"""Where the workers publish their metrics for each other (``gateway.workershare.ENV``)."""
 
 
 def _run_one(state: CliState) -> None:
+    import asyncio
+
+    from certstore.errors import CertStoreError
+    from gateway.config import find_config
+    from gateway.errors import GatewayError
+    from gateway.server import serve
+
     path = find_config(state.config_path)
     config = state.config()
     try:
@@ -39,12 +46,15 @@ def _run_one(state: CliState) -> None:
 
 
 def _run_workers(state: CliState, workers: int) -> None:
+    import shutil
+    import subprocess
+    import tempfile
+
     state.config()  # fail here, once, on a bad config
     argv = [sys.executable, "-m", "gateway.cli"]
     if state.config_path:
         argv += ["--config", state.config_path]
     argv += ["serve", "--workers", "1"]
-    # Where the workers publish their metrics for each other (gateway.workershare).
     share_dir = tempfile.mkdtemp(prefix="certgate-workers-")
     env = {**os.environ, WORKER_DIR_ENV: share_dir}
     try:
@@ -55,6 +65,7 @@ def _run_workers(state: CliState, workers: int) -> None:
 
 def _supervise(children: list[subprocess.Popen[bytes]]) -> None:
     """Forward SIGTERM/SIGINT/SIGHUP to the workers and wait for all of them."""
+    import signal
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         for child in children:
@@ -71,9 +82,16 @@ def _supervise(children: list[subprocess.Popen[bytes]]) -> None:
 @click.command("serve")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Processes sharing the ports (SO_REUSEPORT), each following the store.")
-@click.pass_obj
-def serve_cmd(state: CliState, workers: int) -> None:
-    """Terminate TLS on every configured listener until SIGTERM."""
+@json_option
+@pass_state
+def serve_cmd(state: CliState, workers: int, as_json: bool) -> None:
+    """Terminate TLS on every configured listener until SIGTERM.
+
+    With ``--json`` the final line on stdout is ``{"stopped": true, ...}`` (the logs go to
+    stderr either way).
+    """
+    import logging
+
     logging.basicConfig(level=os.environ.get("CERTGATE_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
@@ -81,3 +99,4 @@ def serve_cmd(state: CliState, workers: int) -> None:
         _run_one(state)
     else:
         _run_workers(state, workers)
+    emit({"stopped": True, "workers": workers}, as_json, "")
