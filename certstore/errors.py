@@ -125,3 +125,15 @@ class StoreSetupError(CertStoreError):
 
     code = "store-setup"
     http_status = 500
+
+
+class StoreUnavailable(CertStoreError):
+    """The database cannot be reached right now (a PostgreSQL outage): retry later.
+
+    Nothing was changed. The gateway keeps serving TLS from its last snapshot meanwhile.
+    """
+
+    code = "store-unavailable"
+    http_status = 503
+    retry_after_s: ClassVar[int] = 2
+    """What ``Retry-After`` tells a client (the node reconnects with a bounded backoff)."""

@@ -20,7 +20,8 @@ from certstore.sealing import record_aad
 
 if TYPE_CHECKING:
     from certstore.model import Account
-    from certstore.persistence.sqlite import Database, Writer
+    from certstore.persistence.base import Database
+    from certstore.persistence.writer import Writer
     from certstore.sealing import Sealer
 
 

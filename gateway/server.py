@@ -13,6 +13,7 @@ import contextlib
 import gc
 import ipaddress
 import logging
+import os
 import signal
 import socket
 import ssl
@@ -29,9 +30,10 @@ from certstore.store import CertStore
 from gateway.admin.app import SERVER_LOG, create_app
 from gateway.config import Config, ListenerConfig, load_config
 from gateway.errors import ConfigError
+from gateway.fleet import NodeReporter
 from gateway.listener import Listener, listener_alpn, open_socket
 from gateway.observe import AccessLog, Metrics
-from gateway.reload import Follower
+from gateway.reload import FULL_POLL_S, SAFETY_POLL_S, Follower
 from gateway.tls.contexts import ChainContext, ContextCache, chain_context
 from gateway.tls.selector import SnapshotRef
 from gateway.workershare import PUBLISH_S, WorkerShare
@@ -76,6 +78,7 @@ class Gateway:
         self._admin_sock: socket.socket | None = None
         self._generated_default: tuple[ServedChain, bytes] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.node: NodeReporter | None = None
 
     def spawn(self, coro: Coroutine[object, object, None]) -> None:
         """Run ``coro`` in the background, keeping a reference until it ends."""
@@ -86,7 +89,7 @@ class Gateway:
     @classmethod
     async def start(cls, config: Config, *, reuse_port: bool = True) -> Gateway:
         """Open the store, build the snapshot, start every listener and the admin API."""
-        store = await CertStore.open(config.database_path,
+        store = await CertStore.open(config.database_location,
                                      read_master_key(config.master_key_path),
                                      token_issuer=config.token_issuer)
         gateway = cls(config, store, reuse_port=reuse_port)
@@ -100,12 +103,22 @@ class Gateway:
     async def _start(self) -> None:
         started = time.monotonic()
         self.ref.snapshot = await self.store.snapshot()
-        follower = Follower(self.store, self.ref, poll_s=self.config.store_poll_interval_s,
-                            watch_dir=self.config.database_path.parent,
+        watch_dir = self.store.database.watch_directory
+        # PostgreSQL: NOTIFY wakes the follower; the poll is only the slow safety net.
+        follower = Follower(self.store, self.ref, poll_s=self.config.store_poll_interval_s
+                            if watch_dir is not None else SAFETY_POLL_S,
+                            full_poll_s=FULL_POLL_S if watch_dir is not None
+                            else SAFETY_POLL_S,
+                            watch_dir=None if watch_dir is None else Path(watch_dir),
                             on_accounts_changed=self._changed,
-                            on_reload=self._count_reload)
+                            on_reload=self._on_reload)
         self._follower = follower
         self._follower_task = asyncio.create_task(follower.run(), name="certgate-follower")
+        name = self.config.fleet_node_name
+        if self._share is not None:  # --workers N: each worker follows on its own
+            name = f"{name}/{os.getpid()}"
+        self.node = NodeReporter(self.store.database, name, self.ref.snapshot.seq)
+        self.spawn(self.node.run())
         for cfg in self.config.listeners:
             await self._start_listener(cfg)
         if self.config.admin is not None:
@@ -127,8 +140,10 @@ class Gateway:
             return True
         return await self._follower.wait_applied(await self.store.last_seq(), timeout_s)
 
-    def _count_reload(self, _snapshot: Snapshot) -> None:
+    def _on_reload(self, snapshot: Snapshot) -> None:
         self.metrics.reloads += 1
+        if self.node is not None:
+            self.node.applied(snapshot.seq)
 
     async def _publish_metrics(self, share: WorkerShare) -> None:
         while True:
@@ -259,6 +274,8 @@ class Gateway:
 
     async def close(self) -> None:
         """Close everything now."""
+        if self.node is not None:
+            await self.node.leave()
         if self._follower_task is not None:
             self._follower_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

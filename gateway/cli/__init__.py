@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from gateway.cli.common import CliState
+from gateway.cli.fleet_cmds import add_no_wait, store_group
 from gateway.cli.serve_cmd import serve_cmd
 from gateway.cli.store_cmds import register
 
@@ -20,3 +21,5 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 
 register(main)
 main.add_command(serve_cmd)
+main.add_command(store_group)
+add_no_wait(main)

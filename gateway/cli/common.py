@@ -15,10 +15,13 @@ import click
 
 from certstore.audit import CLI_ACTOR, acting_as
 from certstore.errors import CertStoreError
+from certstore.persistence.conn import tracking_changes
 from certstore.persistence.keyfile import read_master_key
 from certstore.store import CertStore
 from gateway.config import Config, find_config, load_config
 from gateway.errors import GatewayError
+
+WAIT_TIMEOUT_S = 10.0
 
 T = TypeVar("T")
 
@@ -52,6 +55,13 @@ async def _await(fn: Callable[[], Awaitable[T]]) -> T:
     return await fn()
 
 
+def waits() -> bool:
+    """Whether this invocation waits for the fleet (no ``--no-wait``)."""
+    from gateway.cli.fleet_cmds import waits as fleet_waits
+
+    return fleet_waits()
+
+
 def run(fn: Callable[[], Awaitable[T]]) -> T:
     """Run a coroutine, turning certgate errors into a clear message and exit status 1."""
     try:
@@ -64,7 +74,7 @@ def run(fn: Callable[[], Awaitable[T]]) -> T:
 
 async def open_store(config: Config) -> CertStore:
     """Open the initialised store named by the config."""
-    return await CertStore.open(config.database_path, read_master_key(config.master_key_path),
+    return await CertStore.open(config.database_location, read_master_key(config.master_key_path),
                                 token_issuer=config.token_issuer)
 
 
@@ -74,12 +84,26 @@ def with_store(state: CliState, op: Callable[[CertStore], Awaitable[T]]) -> T:
     async def go() -> T:
         store = await open_store(state.config())
         try:
-            with acting_as(CLI_ACTOR):  # the CLI's mutations are audited too
-                return await op(store)
+            with acting_as(CLI_ACTOR), tracking_changes() as changes:  # audited too
+                result = await op(store)
+            if changes and waits():
+                await _wait_for_fleet(store, max(changes))
+            return result
         finally:
             await store.close()
 
     return run(go)
+
+
+async def _wait_for_fleet(store: CertStore, seq: int) -> None:
+    """Return once every live gateway node serves change ``seq`` (bounded): "the command
+    returned" then means "every node serves it"."""
+    from gateway.fleet import wait_fleet
+
+    pending = await wait_fleet(store.database, seq, WAIT_TIMEOUT_S)
+    if pending:
+        click.echo(f"warning: change {seq} is committed but not yet served by "
+                   f"{', '.join(pending)} (waited {WAIT_TIMEOUT_S:.0f} s)", err=True)
 
 
 def emit(data: Any, as_json: bool, text: str) -> None:
