@@ -120,6 +120,13 @@ class NoSigningChain(Conflict):
         self.account_id = account_id
 
 
+class PreconditionFailed(CertStoreError):
+    """A conditional update found the record changed since the caller read it."""
+
+    code = "precondition-failed"
+    http_status = 412
+
+
 class StoreSetupError(CertStoreError):
     """The store cannot be opened: not initialised, master key missing or wrong, bad schema."""
 

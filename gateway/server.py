@@ -68,7 +68,8 @@ class Gateway:
         self._share = WorkerShare.from_environment()
         self.metrics = Metrics(lambda: self.ref.snapshot, active=self._active,
                                context_cache=lambda: len(self.cache),
-                               siblings=self._share.siblings if self._share else list)
+                               siblings=self._share.siblings if self._share else list,
+                               store_connected=lambda: store.health.connected)
         self.access_log = AccessLog(enabled=config.access_log)
         self.listeners: dict[str, Listener] = {}
         self._reuse_port = reuse_port
