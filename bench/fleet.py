@@ -141,7 +141,7 @@ class Load:
     def wait_started(self) -> None:
         """Until the load's first handshake completed (spawned processes start slowly)."""
         deadline = time.monotonic() + 60
-        while self.count == 0 and time.monotonic() < deadline:
+        while self._procs and self.count == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
 
     def __exit__(self, *exc: object) -> None:
@@ -183,7 +183,8 @@ async def main() -> None:
     parser.add_argument("--tenants", type=int, default=10_000)
     parser.add_argument("--changes", type=int, default=200)
     parser.add_argument("--load-s", type=float, default=10.0)
-    parser.add_argument("--load-processes", type=int, default=2)
+    parser.add_argument("--load-processes", type=int, default=2,
+                        help="handshake load during the propagation run (0: none)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="certgate-fleet-bench-"))
     pg = PgServer(Path(tempfile.mkdtemp(prefix="certgate-pg-bench-"))).start()
@@ -232,7 +233,8 @@ async def main() -> None:
               f"{len(ms)} changes: p50 {statistics.median(ms):.1f} ms, "
               f"p99 {pct(ms, 0.99):.1f} ms, max {max(ms):.1f} ms; background handshakes "
               f"{load.count}, failed {failed}")
-        pg_rate = await asyncio.to_thread(rate, nodes[:1], names, args.load_s, args.load_processes)
+        processes = args.load_processes or 2  # the rate comparison always has load
+        pg_rate = await asyncio.to_thread(rate, nodes[:1], names, args.load_s, processes)
         for node in nodes:
             node.stop()
         single = Node(root / "sqlite", "sqlite", str(root / "certgate.sqlite"),
@@ -240,9 +242,8 @@ async def main() -> None:
         nodes = [single]
         await asyncio.to_thread(single.start)
         print(f"start-up on SQLite at {args.tenants} tenants: {started_ms(single)} ms")
-        sqlite_rate = await asyncio.to_thread(rate, [single], names, args.load_s,
-                                              args.load_processes)
-        print(f"handshakes/s, one node, {args.load_processes} client processes, "
+        sqlite_rate = await asyncio.to_thread(rate, [single], names, args.load_s, processes)
+        print(f"handshakes/s, one node, {processes} client processes, "
               f"{args.load_s:.0f} s: PostgreSQL {pg_rate:.0f}, SQLite {sqlite_rate:.0f}")
     finally:
         for node in nodes:

@@ -24,7 +24,10 @@ from gateway.workershare import ENV as WORKER_DIR_ENV
 
 def _run_one(state: CliState) -> None:
     path = find_config(state.config_path)
-    config = state.config()
+    try:
+        config = state.config()
+    except GatewayError as e:  # a bad config (a bad database URL...) is one error line
+        fail(str(e))
     try:
         import uvloop  # optional: a faster event loop where installed
     except ImportError:
@@ -39,7 +42,10 @@ def _run_one(state: CliState) -> None:
 
 
 def _run_workers(state: CliState, workers: int) -> None:
-    state.config()  # fail here, once, on a bad config
+    try:
+        state.config()  # fail here, once, on a bad config
+    except GatewayError as e:
+        fail(str(e))
     argv = [sys.executable, "-m", "gateway.cli"]
     if state.config_path:
         argv += ["--config", state.config_path]
