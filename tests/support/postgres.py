@@ -9,6 +9,7 @@ dropped afterwards.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import pwd
@@ -24,7 +25,18 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-BIN = Path("/usr/lib/postgresql/15/bin")
+
+@functools.cache
+def _bin_dir() -> Path:
+    """Debian's server binaries (/usr/lib/postgresql/VERSION/bin, the newest installed)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                   key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit()
+                   else 0)
+    if not found:
+        raise RuntimeError("PostgreSQL is not installed: apt-get install postgresql "
+                           "(listed in .ci/apt-packages.txt)")
+    return found[-1].parent
+
 SUPERUSER = "certgate"
 
 
@@ -72,7 +84,7 @@ class PgServer:
             self.root.chmod(0o711)
             server_pw.chmod(0o600)
             subprocess.run(self._as_server_user(
-                str(BIN / "initdb"), "-D", str(self.data), "-A", "scram-sha-256",
+                str(_bin_dir() / "initdb"), "-D", str(self.data), "-A", "scram-sha-256",
                 "-U", SUPERUSER, f"--pwfile={server_pw}", "--no-sync", "-E", "UTF8",
                 "--locale=C.UTF-8"), check=True, capture_output=True, timeout=120)
         self.port = self.port or _free_port()
@@ -81,14 +93,14 @@ class PgServer:
                    "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
                    "-c max_connections=200")
         subprocess.run(self._as_server_user(
-            str(BIN / "pg_ctl"), "-D", str(self.data), "-o", options, "-l",
+            str(_bin_dir() / "pg_ctl"), "-D", str(self.data), "-o", options, "-l",
             str(self.root / "server.log"), "-w", "-t", "60", "start"),
             check=True, capture_output=True, timeout=90)
         return self
 
     def stop(self, mode: str = "fast") -> None:
         """Stop the server (``immediate`` is a crash)."""
-        subprocess.run(self._as_server_user(str(BIN / "pg_ctl"), "-D", str(self.data), "-m",
+        subprocess.run(self._as_server_user(str(_bin_dir() / "pg_ctl"), "-D", str(self.data), "-m",
                                             mode, "-w", "stop"),
                        check=False, capture_output=True, timeout=90)
 
@@ -121,7 +133,7 @@ class PgServer:
     def dump(self, database: str) -> bytes:
         """``pg_dump`` of one database (plain SQL, what a backup holds)."""
         env = {**os.environ, "PGPASSWORD": self.password}
-        return subprocess.run([str(BIN / "pg_dump"), "-h", "127.0.0.1", "-p", str(self.port),
+        return subprocess.run([str(_bin_dir() / "pg_dump"), "-h", "127.0.0.1", "-p", str(self.port),
                                "-U", SUPERUSER, database], env=env, check=True,
                               capture_output=True, timeout=60).stdout
 
