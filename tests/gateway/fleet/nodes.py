@@ -142,11 +142,12 @@ class Admin:
         await self._session.close()
 
     async def call(self, method: str, path: str, *, json_body: Any = None,
-                   headers: dict[str, str] | None = None
+                   data: Any = None, headers: dict[str, str] | None = None
                    ) -> tuple[int, Mapping[str, str], Any]:
         assert self._session is not None
+        sent = {**self._headers, **(headers or {})}
         async with self._session.request(method, self.base + path, json=json_body,
-                                         headers={**self._headers, **(headers or {})}) as r:
+                                         data=data, headers=sent) as r:
             text = await r.text()
             body = json.loads(text) if text and "json" in r.content_type else text
             return r.status, r.headers.copy(), body  # case-insensitive names

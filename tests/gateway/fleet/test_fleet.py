@@ -9,8 +9,10 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
+from tests.certfactory import make_ca, make_leaf, p12
 from tests.gateway.fleet.nodes import Admin, Node, gather_served
 from tests.support.postgres import PgServer
 
@@ -130,6 +132,28 @@ async def test_two_admins_on_two_nodes_race_for_one_domain(fleet: Fleet) -> None
     assert status == 200
     owned = [d for a in accounts["accounts"] for d in a["domains"] if d.startswith("race")]
     assert sorted(owned) == [f"race{i}.test" for i in range(4)]  # none lost, none twice
+
+
+async def test_two_admins_on_two_nodes_import_one_certificate(fleet: Fleet) -> None:
+    leaf = make_leaf(make_ca("Customer Root"), dns=["b.test"])
+    data = p12(leaf, b"pw")
+
+    def form() -> aiohttp.FormData:
+        body = aiohttp.FormData()
+        body.add_field("file", data, filename="c.p12", content_type="application/x-pkcs12")
+        body.add_field("password", "pw")
+        return body
+
+    path = f"/api/v1/accounts/{fleet.account}/chains/import"
+    async with fleet.admin(0) as one, fleet.admin(1) as two:
+        results = await asyncio.gather(one.call("POST", path, data=form()),
+                                       two.call("POST", path, data=form()))
+        assert sorted(r[0] for r in results) == [201, 409], results
+        loser = next(r for r in results if r[0] == 409)
+        assert loser[2]["type"].endswith("conflict")
+        _, _, chains = await one.call("GET", f"/api/v1/accounts/{fleet.account}/chains")
+    same = [c for c in chains["chains"] if c["dns_names"] == ["b.test"]]
+    assert len(same) == 1  # stored once
 
 
 async def test_a_killed_node_leaves_the_others_alone_and_rejoins(fleet: Fleet) -> None:
