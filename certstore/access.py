@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from certstore.audit import ROLES, ApiKey, AuditRecord, current_actor
 from certstore.errors import InvalidInput, NotFound
-from certstore.persistence.sqlite import Database
+from certstore.persistence.base import Database
 
 KEY_PREFIX = "cgk_"
 MAX_AUDIT_PAGE = 1000

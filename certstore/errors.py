@@ -120,8 +120,27 @@ class NoSigningChain(Conflict):
         self.account_id = account_id
 
 
+class PreconditionFailed(CertStoreError):
+    """A conditional update found the record changed since the caller read it."""
+
+    code = "precondition-failed"
+    http_status = 412
+
+
 class StoreSetupError(CertStoreError):
     """The store cannot be opened: not initialised, master key missing or wrong, bad schema."""
 
     code = "store-setup"
     http_status = 500
+
+
+class StoreUnavailable(CertStoreError):
+    """The database cannot be reached right now (a PostgreSQL outage): retry later.
+
+    Nothing was changed. The gateway keeps serving TLS from its last snapshot meanwhile.
+    """
+
+    code = "store-unavailable"
+    http_status = 503
+    retry_after_s: ClassVar[int] = 2
+    """What ``Retry-After`` tells a client (the node reconnects with a bounded backoff)."""

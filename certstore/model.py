@@ -117,3 +117,19 @@ class Change:
     kind: str
     account_id: str | None
     entity_id: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeRecord:
+    """A serving node of the fleet as it records itself in the store."""
+
+    name: str
+    host: str
+    pid: int
+    started_at: dt.datetime
+    heartbeat_at: dt.datetime
+    applied_seq: int
+
+    def live_at(self, now: dt.datetime, live_s: float) -> bool:
+        """Whether the node's heartbeat is recent enough for it to count as live."""
+        return (now - self.heartbeat_at).total_seconds() <= live_s

@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 
 from certstore import tokens
-from certstore.errors import InvalidInput, InvalidName, NoSigningChain, NotFound
+from certstore.errors import (
+    InvalidInput,
+    InvalidName,
+    NoSigningChain,
+    NotFound,
+    PreconditionFailed,
+)
 from certstore.keys import key_from_der
 from certstore.model import Chain, PkiSettings
 from certstore.names import normalize_domains
@@ -20,7 +26,8 @@ from certstore.sealing import record_aad
 
 if TYPE_CHECKING:
     from certstore.model import Account
-    from certstore.persistence.sqlite import Database, Writer
+    from certstore.persistence.base import Database
+    from certstore.persistence.writer import Writer
     from certstore.sealing import Sealer
 
 
@@ -67,16 +74,22 @@ class PkiOps:
     async def update_pki(self, account_id: str, *,
                          signing_chain_id: str | Unset | None = UNSET,
                          tls_bindings: Mapping[str, str | None] | None = None,
-                         replace_bindings: bool = False) -> PkiSettings:
+                         replace_bindings: bool = False,
+                         expect: Callable[[PkiSettings], bool] | None = None) -> PkiSettings:
         """Choose/clear the signing chain and set/remove TLS bindings, in one transaction.
 
         ``signing_chain_id``: ``UNSET`` leaves it, ``None`` clears it. ``tls_bindings`` maps a
         domain to a chain id (``None`` removes the binding); ``replace_bindings`` drops every
-        binding not named.
+        binding not named. ``expect``, when given, must accept the settings as they are
+        inside the transaction (:class:`PreconditionFailed` otherwise): a writer who read an
+        older version does not overwrite a newer one.
         """
         bindings = {normalize_domains([d])[0]: c for d, c in (tls_bindings or {}).items()}
         async with self._db.write(self._clock()) as w:
             account = await self._account_in(w, account_id)
+            if expect is not None and not expect(await w.pki(account_id)):
+                raise PreconditionFailed("the PKI settings changed since you read them; "
+                                         "read them again (GET) and retry with the new ETag")
             chains = {c.id: c for c in await w.chains(account_id)}
             if not isinstance(signing_chain_id, Unset):
                 if signing_chain_id is not None and signing_chain_id not in chains:

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from certstore.chains import NewChain
     from certstore.keys import KeyType
     from certstore.model import Account
-    from certstore.persistence.sqlite import Database, Writer
+    from certstore.persistence.base import Database
+    from certstore.persistence.writer import Writer
 
 LIFECYCLE_ACTOR = Actor(key_id=None, role="system", account_id=None)
 """Who the gateway's own lifecycle work (automatic renewal, notices) is audited as."""

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from certstore.audit import ApiKey, acting_as
 from certstore.errors import InvalidInput
-from certstore.persistence.sqlite import Database
+from certstore.persistence.base import Database
 
 SESSION_PREFIX = "cgs_"
 MAX_SESSION_TTL_S = 7 * 24 * 3600

@@ -12,7 +12,6 @@ import asyncio
 import datetime as dt
 import uuid
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 from cryptography import x509
 
@@ -37,7 +36,9 @@ from certstore.model import (
     check_account_name,
 )
 from certstore.names import bound_domains, normalize_domains
-from certstore.persistence.sqlite import Database, Writer
+from certstore.persistence.base import Database, StoreHealth
+from certstore.persistence.location import Location, open_database
+from certstore.persistence.writer import Writer
 from certstore.pki_ops import PkiOps
 from certstore.renewal import RenewalOps
 from certstore.sealing import Sealer, SealError, record_aad
@@ -82,10 +83,20 @@ class CertStore(TrustStore, AccessStore, PkiOps, RenewalOps, SessionStore):
         """
         return self._db.on_commit(callback)
 
+    @property
+    def database(self) -> Database:
+        """The persistence layer (fleet bookkeeping: health, nodes, locks)."""
+        return self._db
+
+    @property
+    def health(self) -> StoreHealth:
+        """Whether the database answers (PostgreSQL outages show here)."""
+        return self._db.health
+
     # -- lifecycle -------------------------------------------------------------------------
 
     @classmethod
-    async def initialize(cls, db_path: Path, master_key: bytes, *, clock: Clock = _utcnow,
+    async def initialize(cls, db_path: Location, master_key: bytes, *, clock: Clock = _utcnow,
                          ca_key_type: KeyType = "rsa-3072",
                          token_issuer: str = "certgate") -> tuple[CertStore, bool]:
         """Create the schema, key check and built-in CA if missing; safe to run twice.
@@ -93,7 +104,7 @@ class CertStore(TrustStore, AccessStore, PkiOps, RenewalOps, SessionStore):
         Returns the open store and whether anything was created.
         """
         sealer = Sealer(master_key)
-        db = await Database.open(db_path, create=True)
+        db = await open_database(db_path, create=True)
         try:
             created = False
             if await db.meta("key_check") is None:
@@ -112,11 +123,11 @@ class CertStore(TrustStore, AccessStore, PkiOps, RenewalOps, SessionStore):
         return store, created
 
     @classmethod
-    async def open(cls, db_path: Path, master_key: bytes, *, clock: Clock = _utcnow,
+    async def open(cls, db_path: Location, master_key: bytes, *, clock: Clock = _utcnow,
                    token_issuer: str = "certgate") -> CertStore:
         """Open an initialised store; a clear error if it is not, or the key is wrong."""
         sealer = Sealer(master_key)
-        db = await Database.open(db_path)
+        db = await open_database(db_path)
         try:
             return await cls._load(db, sealer, clock, token_issuer)
         except BaseException:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from certstore.errors import InvalidCertificate, NotFound
 from certstore.model import TrustedCA
-from certstore.persistence.sqlite import Database
+from certstore.persistence.base import Database
 from certstore.x509info import describe, load_certificates, to_pem
 
 MAX_TRUSTED_CA_BYTES = 1024 * 1024

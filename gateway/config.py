@@ -12,6 +12,7 @@ errors or a YAML parser's multi-line report is noise.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -28,6 +29,8 @@ from pydantic import (
 
 from certstore.errors import InvalidInput
 from certstore.lifecycle import Lifetimes, parse_duration
+from certstore.persistence.location import Location, parse_location
+from certstore.persistence.pgurl import PgLocation
 from gateway.configfile import (
     DEFAULT_CONFIG,
     DEFAULT_DATA_DIR,
@@ -245,7 +248,10 @@ class Config(_Model):
 
     data_dir: Path = DEFAULT_DATA_DIR  # beside the config file (relative paths are)
     master_key_file: Path | None = None
-    database: Path | None = None
+    database: str | None = None
+    password_file: Path | None = None
+    node_name: str | None = Field(default=None, min_length=1, max_length=128,
+                                  pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
     token_issuer: str = "certgate"
     ca: CaConfig = CaConfig()
     listeners: tuple[ListenerConfig, ...] = ()
@@ -261,16 +267,34 @@ class Config(_Model):
         """Where the master key lives (default: ``<data_dir>/master.key``)."""
         return self.master_key_file or self.data_dir / "master.key"
 
+    _database = field_validator("database")(classmethod(lambda cls, v: _check_database(v)))
+
     @property
-    def database_path(self) -> Path:
-        """The SQLite database (default: ``<data_dir>/certgate.sqlite``)."""
-        return self.database or self.data_dir / "certgate.sqlite"
+    def database_location(self) -> Location:
+        """The store: a SQLite file (default ``<data_dir>/certgate.sqlite``) or a
+        PostgreSQL database (``postgresql://USER@HOST:PORT/DBNAME``)."""
+        if self.database is None:
+            return self.data_dir / "certgate.sqlite"
+        return parse_location(self.database, password_file=self.password_file)
+
+    @property
+    def fleet_node_name(self) -> str:
+        """This node's name in the fleet (default: the host name)."""
+        return self.node_name or socket.gethostname()
 
     def model_post_init(self, context: object, /) -> None:
         names = [listener.name for listener in self.listeners]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"listener names must be unique: {', '.join(dupes)}")
+
+
+def _check_database(value: str | None) -> str | None:
+    if value is not None:
+        if not value.strip():
+            raise ValueError("give a SQLite file path or postgresql://USER@HOST:PORT/DBNAME")
+        parse_location(value)  # a bad URL is a config error, reported at load
+    return value
 
 
 def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
@@ -323,8 +347,16 @@ def parse_config(data: object, *, base_dir: Path, source: str = "config") -> Con
     return config.model_copy(update={
         "data_dir": resolve(config.data_dir),
         "master_key_file": resolve(config.master_key_file),
-        "database": resolve(config.database),
+        "database": _resolve_database(config.database, base_dir),
+        "password_file": resolve(config.password_file),
     })
+
+
+def _resolve_database(value: str | None, base_dir: Path) -> str | None:
+    if value is None or isinstance(parse_location(value), PgLocation):
+        return value
+    path = Path(value)
+    return str(path if path.is_absolute() else base_dir / path)
 
 
 def load_config(path: Path) -> Config:

@@ -21,12 +21,14 @@ from gateway.errors import ConfigError
 
 if TYPE_CHECKING:
     from certstore.lifecycle import Lifetimes
+    from certstore.persistence.location import Location
 
 ENV_CONFIG = "CERTGATE_CONFIG"
 DEFAULT_CONFIG = Path("certgate.yaml")
 DEFAULT_DATA_DIR = Path("var")
 
-TOP_LEVEL_KEYS = ("data_dir", "master_key_file", "database", "token_issuer", "ca", "listeners",
+TOP_LEVEL_KEYS = ("data_dir", "master_key_file", "database", "password_file", "node_name",
+                  "token_issuer", "ca", "listeners",
                   "admin", "context_cache_size", "access_log", "store_poll_interval_s",
                   "graceful_timeout_s", "lifecycle")
 """The settings of ``gateway.config.Config`` (a test keeps the two lists equal)."""
@@ -100,7 +102,7 @@ class StoreSettings:
 
     data_dir: Path
     master_key_path: Path
-    database_path: Path
+    database_location: Location
     token_issuer: str
     lifetimes: Lifetimes
 
@@ -134,8 +136,29 @@ def store_settings(path: Path) -> StoreSettings:
     return StoreSettings(
         data_dir=data_dir,
         master_key_path=_path(data, "master_key_file", source, base) or data_dir / "master.key",
-        database_path=_path(data, "database", source, base) or data_dir / "certgate.sqlite",
+        database_location=_database(data, source, base, data_dir),
         token_issuer=issuer, lifetimes=_lifetimes(data.get("lifecycle"), source))
+
+
+def _database(data: dict[str, Any], source: str, base: Path, data_dir: Path) -> Location:
+    """``database:`` (a SQLite path, relative to the config file, or a PostgreSQL URL with
+    ``password_file:``), by the same rules as ``gateway.config.Config.database_location``."""
+    from certstore.persistence.location import parse_location
+
+    value = data.get("database")
+    if value is None:
+        return data_dir / "certgate.sqlite"
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{source}: database: give a SQLite file path or "
+                          f"postgresql://USER@HOST:PORT/DBNAME (got {value!r})", key="database")
+    password_file = _path(data, "password_file", source, base)
+    try:
+        location = parse_location(value, password_file=password_file)
+    except ValueError as e:
+        raise ConfigError(f"{source}: database: {e}", key="database") from None
+    if isinstance(location, Path) and not location.is_absolute():
+        return base / location
+    return location
 
 
 _LIFETIME_KEYS = ("tls_validity", "signing_validity", "renew_fraction", "expiring_within")

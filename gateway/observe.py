@@ -172,6 +172,13 @@ class _Counts(Collector):
         yield GaugeMetricFamily("certgate_context_cache_size",
                                 "Per-chain TLS contexts in memory",
                                 value=sum(int(s.get("context_cache", 0)) for s in live))
+        yield GaugeMetricFamily("certgate_store_connected",
+                                "1 while the store's database answers, 0 during an outage "
+                                "(TLS is served from the last snapshot meanwhile)",
+                                value=1 if m.store_connected() else 0)
+        yield GaugeMetricFamily("certgate_applied_change",
+                                "The last store change this worker's snapshot includes",
+                                value=m.snapshot().seq)
         # Every worker serves the same snapshot: the expiry gauges are this worker's alone.
         expiry = GaugeMetricFamily("certgate_chain_expiry_seconds",
                                    "Seconds until a served chain expires",
@@ -225,8 +232,10 @@ class Metrics:
     def __init__(self, snapshot: Callable[[], Snapshot], *,
                  active: Callable[[], dict[str, int]] = dict,
                  context_cache: Callable[[], int] = lambda: 0,
-                 siblings: Callable[[], list[tuple[dict[str, Any], bool]]] = list) -> None:
+                 siblings: Callable[[], list[tuple[dict[str, Any], bool]]] = list,
+                 store_connected: Callable[[], bool] = lambda: True) -> None:
         self.snapshot = snapshot
+        self.store_connected = store_connected
         self.active = active
         self.context_cache = context_cache
         self.siblings = siblings

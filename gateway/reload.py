@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from certstore.errors import StoreUnavailable
 from certstore.snapshot import Snapshot
 from certstore.store import CertStore
 from gateway.fswatch import DirectoryWatch, watch_directory
@@ -25,6 +26,8 @@ from gateway.tls.selector import SnapshotRef
 log = logging.getLogger("certgate.reload")
 BATCH = 1000
 FULL_POLL_S = 1.0
+SAFETY_POLL_S = 3.0
+"""With PostgreSQL, NOTIFY wakes the follower; this slower poll covers anything lost."""
 RECHECK_S = (0.0005, 0.002, 0.01)
 """Delays of the feed re-reads after a file event that showed no new change."""
 
@@ -33,7 +36,7 @@ class Follower:
     """Keeps ``ref.snapshot`` in step with the store."""
 
     def __init__(self, store: CertStore, ref: SnapshotRef, *, poll_s: float = 0.05,
-                 watch_dir: Path | None = None,
+                 full_poll_s: float = FULL_POLL_S, watch_dir: Path | None = None,
                  on_accounts_changed: Callable[[set[str]], None] = lambda _ids: None,
                  on_reload: Callable[[Snapshot], None] = lambda _s: None) -> None:
         """Follow ``store`` into ``ref``; ``watch_dir`` (the database's directory) is
@@ -41,6 +44,8 @@ class Follower:
         self._store = store
         self._ref = ref
         self._poll_s = poll_s
+        self._full_poll_s = full_poll_s
+        self._failing = False
         self._watch_dir = watch_dir
         self._on_accounts_changed = on_accounts_changed
         self._on_reload = on_reload
@@ -71,14 +76,15 @@ class Follower:
         watch = watch_directory(self._watch_dir) if self._watch_dir is not None else None
         if watch is not None:
             loop.add_reader(watch.fileno(), self._on_files_changed, watch)
-        wait_s = FULL_POLL_S if watch is not None else self._poll_s
+        wait_s = self._full_poll_s if watch is not None else self._poll_s
         rechecks, rechecking = 0, False
         try:
             while True:
                 current = self._store.file_signature()
                 now = loop.time()
                 timeout_s, armed = wait_s, False
-                if self._wake.is_set() or current != signature or now - last_full > FULL_POLL_S:
+                if (self._wake.is_set() or current != signature
+                        or now - last_full > self._full_poll_s):
                     self._wake.clear()
                     # A file event, or (polling) changed file sizes or times.
                     event = self._files_changed or current != signature
@@ -89,8 +95,15 @@ class Follower:
                     applied = 0
                     try:
                         applied = await self.catch_up()
+                        self._failing = False
+                    except StoreUnavailable:
+                        # An outage: handshakes go on from the last snapshot; the store's
+                        # reconnection wakes this loop to catch up (logged there, once).
+                        self._failing = True
                     except Exception:
-                        log.exception("reading the change feed failed; retrying")
+                        if not self._failing:
+                            log.exception("reading the change feed failed; retrying")
+                        self._failing = True
                     # SQLite writes the WAL, then publishes the commit in shared memory,
                     # which raises no file event: a read right after the write can miss the
                     # commit it announces. Look again shortly, a few times.

@@ -13,6 +13,7 @@ import contextlib
 import gc
 import ipaddress
 import logging
+import os
 import signal
 import socket
 import time
@@ -33,10 +34,11 @@ from gateway.admin.app import SERVER_LOG, create_app
 from gateway.admin.https_only import HttpsOnly
 from gateway.config import Config, ListenerConfig, load_config
 from gateway.errors import ConfigError
+from gateway.fleet import NodeReporter
 from gateway.lifecycle import Lifecycle
 from gateway.listener import Listener, open_socket, server_policy
 from gateway.observe import AccessLog, Metrics
-from gateway.reload import Follower
+from gateway.reload import FULL_POLL_S, SAFETY_POLL_S, Follower
 from gateway.tls.contexts import ChainContext, ContextCache, admin_context, chain_context
 from gateway.tls.policy import ServerPolicy
 from gateway.tls.selector import SnapshotRef
@@ -88,7 +90,8 @@ class Gateway:
         self._share = WorkerShare.from_environment()
         self.metrics = Metrics(lambda: self.ref.snapshot, active=self._active,
                                context_cache=lambda: len(self.cache),
-                               siblings=self._share.siblings if self._share else list)
+                               siblings=self._share.siblings if self._share else list,
+                               store_connected=lambda: store.health.connected)
         self.access_log = AccessLog(enabled=config.access_log)
         self.listeners: dict[str, Listener] = {}
         self._retiring: set[Listener] = set()  # replaced by a reload, still draining
@@ -101,6 +104,7 @@ class Gateway:
         self._generated_default: tuple[ServedChain, bytes] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._lifecycle: Lifecycle | None = None
+        self.node: NodeReporter | None = None
 
     def spawn(self, coro: Coroutine[object, object, None]) -> None:
         """Run ``coro`` in the background, keeping a reference until it ends."""
@@ -111,7 +115,7 @@ class Gateway:
     @classmethod
     async def start(cls, config: Config, *, reuse_port: bool = True) -> Gateway:
         """Open the store, build the snapshot, start every listener and the admin API."""
-        store = await CertStore.open(config.database_path,
+        store = await CertStore.open(config.database_location,
                                      read_master_key(config.master_key_path),
                                      token_issuer=config.token_issuer)
         store.lifetimes = config.lifecycle.lifetimes()
@@ -126,12 +130,22 @@ class Gateway:
     async def _start(self) -> None:
         started = time.monotonic()
         self.ref.snapshot = await self.store.snapshot()
-        follower = Follower(self.store, self.ref, poll_s=self.config.store_poll_interval_s,
-                            watch_dir=self.config.database_path.parent,
+        watch_dir = self.store.database.watch_directory
+        # PostgreSQL: NOTIFY wakes the follower; the poll is only the slow safety net.
+        follower = Follower(self.store, self.ref, poll_s=self.config.store_poll_interval_s
+                            if watch_dir is not None else SAFETY_POLL_S,
+                            full_poll_s=FULL_POLL_S if watch_dir is not None
+                            else SAFETY_POLL_S,
+                            watch_dir=None if watch_dir is None else Path(watch_dir),
                             on_accounts_changed=self._changed,
-                            on_reload=self._count_reload)
+                            on_reload=self._on_reload)
         self._follower = follower
         self._follower_task = asyncio.create_task(follower.run(), name="certgate-follower")
+        name = self.config.fleet_node_name
+        if self._share is not None:  # --workers N: each worker follows on its own
+            name = f"{name}/{os.getpid()}"
+        self.node = NodeReporter(self.store.database, name, self.ref.snapshot.seq)
+        self.spawn(self.node.run())
         for cfg in self.config.listeners:
             self.listeners[cfg.name] = await self._start_listener(cfg)
         if self.config.admin is not None:
@@ -162,8 +176,10 @@ class Gateway:
             return True
         return await self._follower.wait_applied(await self.store.last_seq(), timeout_s)
 
-    def _count_reload(self, _snapshot: Snapshot) -> None:
+    def _on_reload(self, snapshot: Snapshot) -> None:
         self.metrics.reloads += 1
+        if self.node is not None:
+            self.node.applied(snapshot.seq)
 
     async def _publish_metrics(self, share: WorkerShare) -> None:
         while True:
@@ -319,6 +335,8 @@ class Gateway:
 
     async def close(self) -> None:
         """Close everything now."""
+        if self.node is not None:
+            await self.node.leave()
         if self._follower_task is not None:
             self._follower_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

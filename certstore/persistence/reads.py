@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
-
-import aiosqlite
 
 from certstore.audit import ApiKey, AuditRecord
 from certstore.lifecycle import ChainDates
 from certstore.model import Account, Chain, Change, PkiSettings, TrustedCA
+from certstore.persistence.conn import Conn, Row
 
 CHAIN_COLUMNS = ("id, account_id, purpose, origin, key_type, dns_names, subject, issuer, "
                   "serial, not_before, not_after, fingerprint, chain_pem, created_at")
@@ -53,27 +51,29 @@ def _trusted(row: Sequence[Any]) -> TrustedCA:
 class Reads:
     """Queries, usable on the read connection or inside a write transaction."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: Conn) -> None:
         self._conn = conn
 
-    # One thread hop per query (execute_fetchall), not three (execute, fetch, close): the
-    # gateway's follower runs several queries per reload while its loop thread is busy.
-    async def _all(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        return list(await self._conn.execute_fetchall(sql, args))
+    async def _all(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        return await self._conn.fetch(sql, args)
 
-    async def _one(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Row | None:
-        rows = await self._conn.execute_fetchall(sql, args)
+    async def _one(self, sql: str, args: Sequence[Any] = ()) -> Row | None:
+        rows = await self._conn.fetch(sql, args)
         return next(iter(rows), None)
+
+    def _in(self, column: str, values: Iterable[str]) -> tuple[str, list[Any]]:
+        return self._conn.dialect.in_list(column, list(values))
 
     async def accounts(self, ids: Iterable[str] | None = None) -> list[Account]:
         """Accounts with their domains, all or those in ``ids``, ordered by creation."""
         # One statement (one thread hop): the domains come as a JSON array per account.
-        sql = ("SELECT id, name, kind, parent_id, created_at, (SELECT json_group_array(name) "
-               "FROM domains WHERE domains.account_id = accounts.id) FROM accounts")
-        args: list[str] = []
+        sql = (f"SELECT id, name, kind, parent_id, created_at, (SELECT "
+               f"{self._conn.dialect.json_array_agg} FROM domains WHERE domains.account_id "
+               "= accounts.id) FROM accounts")
+        args: list[Any] = []
         if ids is not None:
-            args = list(ids)
-            sql += f" WHERE id IN ({','.join('?' * len(args))})"
+            cond, args = self._in("id", ids)
+            sql += " WHERE " + cond
         rows = await self._all(sql + " ORDER BY rowid", args)
         return [Account(id=r[0], name=r[1], kind=r[2], parent_id=r[3],
                         domains=tuple(sorted(json.loads(r[5]))), created_at=_dt(r[4]))
@@ -104,7 +104,8 @@ class Reads:
     async def chains(self, account_id: str | None = None, *,
                      purpose: str | None = None) -> list[Chain]:
         """Chains of one account (or all), optionally of one purpose, oldest first."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if account_id is not None:
             where.append("account_id = ?")
             args.append(account_id)
@@ -140,10 +141,10 @@ class Reads:
                           ) -> list[tuple[Chain, bytes]]:
         """TLS chains with their sealed keys, for building the selection snapshot."""
         sql = f"SELECT {CHAIN_COLUMNS}, sealed_key FROM chains WHERE purpose = 'tls'"
-        args: list[str] = []
+        args: list[Any] = []
         if account_ids is not None:
-            args = list(account_ids)
-            sql += f" AND account_id IN ({','.join('?' * len(args))})"
+            cond, args = self._in("account_id", account_ids)
+            sql += " AND " + cond
         return [(_chain(r), bytes(r[14])) for r in await self._all(sql, args)]
 
     async def pki(self, account_id: str) -> PkiSettings:
@@ -160,10 +161,10 @@ class Reads:
                        ) -> list[tuple[str, str, str]]:
         """TLS bindings as (account id, domain, chain id), of some accounts or all."""
         sql = "SELECT account_id, domain, chain_id FROM tls_bindings"
-        args: list[str] = []
+        args: list[Any] = []
         if account_ids is not None:
-            args = list(account_ids)
-            sql += f" WHERE account_id IN ({','.join('?' * len(args))})"
+            cond, args = self._in("account_id", account_ids)
+            sql += " WHERE " + cond
         return [(r[0], r[1], r[2]) for r in await self._all(sql, args)]
 
     async def authority(self) -> tuple[str, bytes, str, bytes] | None:
@@ -203,8 +204,8 @@ class Reads:
         where: list[str] = []
         args: list[object] = []
         if account_ids is not None:
-            ids = list(account_ids)
-            where.append(f"account_id IN ({','.join('?' * len(ids))})")
+            cond, ids = self._in("account_id", account_ids)
+            where.append(cond)
             args += ids
         if since is not None:
             where.append("at >= ?")

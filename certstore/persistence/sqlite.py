@@ -1,211 +1,81 @@
-"""SQLite persistence through aiosqlite: the only module of certstore that touches the database.
+"""SQLite persistence through aiosqlite: the embedded default backend (one host).
 
 Two connections: one for writes, whose transactions (``BEGIN IMMEDIATE``) are serialised by a
 lock, and one for reads, which in WAL mode sees only committed data and never waits for a
 writer. Every mutation appends to ``changes`` inside its own transaction, so the change feed
 can never disagree with the data (a failed operation leaves both as they were).
+
+After each commit that appended to the feed, the writer rewrites a small ``.notify`` file
+beside the database. Its file event comes after the commit is visible to every reader, so
+a follower watching the directory never reads the feed too early and then sleeps through a
+commit (SQLite's own WAL write raises its event before the commit is published).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
+import fcntl
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from certstore.audit import CLI_ACTOR, ApiKey, current_actor
-from certstore.errors import DomainTaken, StoreSetupError
-from certstore.model import Account, Chain, TrustedCA
-from certstore.persistence.migrations import MIGRATIONS
-from certstore.persistence.reads import CHAIN_COLUMNS, Reads, ts_text
+from certstore.errors import StoreSetupError
+from certstore.persistence.base import Database
+from certstore.persistence.conn import SQLITE, IntegrityViolation, Row, record_committed
+from certstore.persistence.migrations import LATEST, MIGRATIONS
+from certstore.persistence.writer import Writer
 
 _BUSY_TIMEOUT_MS = 10_000
-class Writer(Reads):
-    """Mutations, valid only inside :meth:`Database.write`."""
+NOTIFY_SUFFIX = ".notify"
 
-    def __init__(self, conn: aiosqlite.Connection, now: dt.datetime) -> None:
-        super().__init__(conn)
-        self.now = now
 
-    async def _exec(self, sql: str, args: Sequence[Any] = ()) -> int:
-        # One thread hop: the cursor is freed when its last reference goes (CPython
-        # refcounting) instead of by a second hop to close it.
-        cursor = await self._conn.execute(sql, args)
+class SqliteConn:
+    """The shared queries' view of an aiosqlite connection."""
+
+    dialect = SQLITE
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.raw = conn
+
+    # One thread hop per query (execute_fetchall), not three (execute, fetch, close): the
+    # gateway's follower runs several queries per reload while its loop thread is busy.
+    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        try:
+            return list(await self.raw.execute_fetchall(sql, args))
+        except sqlite3.IntegrityError as e:
+            raise IntegrityViolation(str(e)) from e
+
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        # The cursor is freed when its last reference goes (CPython refcounting) instead
+        # of by a second thread hop to close it.
+        try:
+            cursor = await self.raw.execute(sql, args)
+        except sqlite3.IntegrityError as e:
+            raise IntegrityViolation(str(e)) from e
         return cursor.rowcount
 
-    async def change(self, kind: str, account_id: str | None, entity_id: str | None, *,
-                     audit: bool = True) -> None:
-        """Append to the change feed and, when someone is acting, to the audit log (same
-        transaction as the mutation); ``audit=False`` when the caller wrote a richer one."""
-        await self._exec("INSERT INTO changes (at, kind, account_id, entity_id) "
-                         "VALUES (?, ?, ?, ?)", (ts_text(self.now), kind, account_id, entity_id))
-        if audit and current_actor() is not None:
-            await self.write_audit(kind, account_id, entity_id, "ok")
-
-    async def write_audit(self, action: str, account_id: str | None, target: str | None,
-                    result: str, detail: str | None = None) -> None:
-        """Write an audit record for the current actor (the CLI when none is set)."""
-        actor = current_actor() or CLI_ACTOR
-        await self._exec("INSERT INTO audit (at, key_id, role, account_id, action, target, "
-                         "result, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                         (ts_text(self.now), actor.key_id, actor.role, account_id, action, target,
-                          result, detail))
-
-    async def insert_api_key(self, key: ApiKey, key_hash: str) -> None:
-        """Store a new API key by its hash."""
-        await self._exec("INSERT INTO api_keys (id, role, account_id, key_hash, created_at) "
-                         "VALUES (?, ?, ?, ?, ?)", (key.id, key.role, key.account_id, key_hash,
-                                                    ts_text(key.created_at)))
-
-    async def revoke_api_key(self, key_id: str) -> int:
-        """Revoke a key (it stops authenticating at once)."""
-        return await self._exec("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND "
-                                "revoked_at IS NULL", (ts_text(self.now), key_id))
-
-    async def insert_session(self, id_hash: str, key_id: str, expires_s: int) -> None:
-        """Record an admin session (its id hashed); drops sessions that have expired."""
-        now_s = int(self.now.timestamp())
-        await self._exec("DELETE FROM admin_sessions WHERE expires_at <= ?", (now_s,))
-        await self._exec("INSERT INTO admin_sessions (id_hash, key_id, created_at, expires_at)"
-                         " VALUES (?, ?, ?, ?)", (id_hash, key_id, ts_text(self.now), expires_s))
-
-    async def delete_session(self, id_hash: str) -> int:
-        """End an admin session."""
-        return await self._exec("DELETE FROM admin_sessions WHERE id_hash = ?", (id_hash,))
-
-    async def insert_account(self, account: Account) -> None:
-        """Insert an account (its domains with :meth:`insert_domain`)."""
-        await self._exec("INSERT INTO accounts (id, name, kind, parent_id, created_at) "
-                         "VALUES (?, ?, ?, ?, ?)", (account.id, account.name, account.kind,
-                                                    account.parent_id, ts_text(account.created_at)))
-        await self._exec("INSERT INTO pki_settings (account_id) VALUES (?)", (account.id,))
-
-    async def rename_account(self, account_id: str, name: str) -> None:
-        """Change an account's display name."""
-        await self._exec("UPDATE accounts SET name = ? WHERE id = ?", (name, account_id))
-
-    async def delete_account(self, account_id: str) -> None:
-        """Delete an account and everything it owns."""
-        await self._exec("UPDATE pki_settings SET signing_chain_id = NULL WHERE account_id = ?",
-                         (account_id,))
-        await self._exec("DELETE FROM accounts WHERE id = ?", (account_id,))
-
-    async def insert_domain(self, account_id: str, domain: str) -> None:
-        """Give a domain to an account; :class:`DomainTaken` if any account owns it."""
-        try:
-            await self._exec("INSERT INTO domains (name, account_id) VALUES (?, ?)",
-                             (domain, account_id))
-        except sqlite3.IntegrityError as e:
-            raise DomainTaken(domain) from e
-
-    async def delete_domain(self, account_id: str, domain: str) -> int:
-        """Remove a domain from an account; returns the number of rows removed."""
-        return await self._exec("DELETE FROM domains WHERE name = ? AND account_id = ?",
-                                (domain, account_id))
-
-    async def insert_trusted_ca(self, ca: TrustedCA) -> bool:
-        """Store a trusted CA; False when the account already has this certificate."""
-        return bool(await self._exec(
-            "INSERT OR IGNORE INTO trusted_cas (id, account_id, fingerprint, subject, issuer, "
-            "serial, not_before, not_after, is_ca, pem, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (ca.id, ca.account_id, ca.fingerprint_sha256, ca.subject, ca.issuer, ca.serial,
-             ts_text(ca.not_before), ts_text(ca.not_after), int(ca.is_ca), ca.pem,
-             ts_text(ca.created_at))))
-
-    async def delete_trusted_ca(self, account_id: str, ca_id: str) -> int:
-        """Remove one trusted CA of an account."""
-        return await self._exec("DELETE FROM trusted_cas WHERE id = ? AND account_id = ?",
-                                (ca_id, account_id))
-
-    async def insert_chain(self, chain: Chain, sealed_key: bytes) -> None:
-        """Store a chain and its sealed key."""
-        await self._exec(
-            f"INSERT INTO chains ({CHAIN_COLUMNS}, sealed_key) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (chain.id, chain.account_id, chain.purpose, chain.origin, chain.key_type,
-             json.dumps(list(chain.dns_names)), chain.subject, chain.issuer, chain.serial,
-             ts_text(chain.not_before), ts_text(chain.not_after), chain.fingerprint_sha256,
-             chain.chain_pem, ts_text(chain.created_at), sealed_key))
-
-    async def delete_chain(self, chain_id: str) -> int:
-        """Delete a chain (bindings and signing choice pointing at it go with it)."""
-        return await self._exec("DELETE FROM chains WHERE id = ?", (chain_id,))
-
-    async def set_signing(self, account_id: str, chain_id: str | None) -> None:
-        """Choose (or clear) the account's signing chain."""
-        await self._exec("UPDATE pki_settings SET signing_chain_id = ? WHERE account_id = ?",
-                         (chain_id, account_id))
-
-    async def set_binding(self, account_id: str, domain: str, chain_id: str | None) -> None:
-        """Bind a domain to a chain explicitly, or remove the binding (None)."""
-        await self._exec("DELETE FROM tls_bindings WHERE domain = ?", (domain,))
-        if chain_id is not None:
-            await self._exec("INSERT INTO tls_bindings (domain, account_id, chain_id) "
-                             "VALUES (?, ?, ?)", (domain, account_id, chain_id))
-
-    async def put_authority(self, root_pem: str, root_key: bytes, issuing_pem: str,
-                            issuing_key: bytes) -> None:
-        """Store the built-in CA (once)."""
-        await self._exec("INSERT INTO authority (id, root_pem, root_key, issuing_pem, "
-                         "issuing_key, created_at) VALUES (1, ?, ?, ?, ?, ?)",
-                         (root_pem, root_key, issuing_pem, issuing_key, ts_text(self.now)))
-
-    async def insert_renewal(self, old_chain_id: str, new_chain_id: str) -> None:
-        """Record that ``new_chain_id`` replaced ``old_chain_id`` (a kept signing chain)."""
-        await self._exec("INSERT INTO renewals (old_chain_id, new_chain_id, renewed_at) "
-                         "VALUES (?, ?, ?)", (old_chain_id, new_chain_id, ts_text(self.now)))
-
-    async def insert_notice(self, chain_id: str, stage: str) -> None:
-        """Record an expiry notice (a stage already recorded stays as it was)."""
-        await self._exec("INSERT INTO expiry_notices (chain_id, stage, sent_at) VALUES "
-                         "(?, ?, ?) ON CONFLICT (chain_id, stage) DO NOTHING",
-                         (chain_id, stage, ts_text(self.now)))
-
-    async def claim_lease(self, name: str, holder: str, until: dt.datetime) -> bool:
-        """Take or extend the lease ``name`` for ``holder`` unless another holder's lease
-        is still running; True when ``holder`` has it. Atomic: one statement in the write
-        transaction (SQLite has one writer; PostgreSQL locks the row on conflict)."""
-        await self._exec(
-            "INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?) "
-            "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, "
-            "expires_at = excluded.expires_at "
-            "WHERE leases.holder = excluded.holder OR leases.expires_at < ?",
-            (name, holder, ts_text(until), ts_text(self.now)))
-        row = await self._one("SELECT holder FROM leases WHERE name = ?", (name,))
-        return row is not None and row[0] == holder
-
-    async def set_meta(self, key: str, value: bytes) -> None:
-        """Set a value of the meta table."""
-        await self._exec("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+    async def notify(self, seq: int) -> None:
+        """Nothing inside the transaction: the notify file is written after the commit."""
 
 
-class Database(Reads):
-    """An open certgate database."""
+class SqliteDatabase(Database):
+    """An open certgate database in a SQLite file."""
 
     def __init__(self, read: aiosqlite.Connection, write: aiosqlite.Connection,
                  path: Path | None = None) -> None:
-        super().__init__(read)
-        self._write = write
+        super().__init__(SqliteConn(read))
+        self._write = SqliteConn(write)
         self._path = path
         self._lock = asyncio.Lock()
-        self._on_commit: list[Callable[[], None]] = []
-
-    def on_commit(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """Call ``callback`` after each committed write transaction; returns an
-        unsubscriber."""
-        self._on_commit.append(callback)
-        return lambda: self._on_commit.remove(callback)
 
     @classmethod
-    async def open(cls, path: Path, *, create: bool = False) -> Database:
+    async def open(cls, path: Path, *, create: bool = False) -> SqliteDatabase:
         """Open (and migrate) the database; it must exist unless ``create``."""
         if not create and not path.exists():
             raise StoreSetupError(f"no certgate database at {path}; run 'certgate init' first")
@@ -222,6 +92,9 @@ class Database(Reads):
             await _migrate(write, path)
             read = await aiosqlite.connect(path, isolation_level=None)
             await _configure(read)
+        except sqlite3.Error as e:
+            await write.close()
+            raise StoreSetupError(f"cannot open the database {path}: {e}") from e
         except BaseException:
             await write.close()
             raise
@@ -244,24 +117,76 @@ class Database(Reads):
                     out += [st.st_size, st.st_mtime_ns]
         return tuple(out)
 
+    @property
+    def watch_directory(self) -> str | None:
+        return None if self._path is None else str(self._path.parent)
+
     async def close(self) -> None:
         """Close both connections."""
-        await self._conn.close()
-        await self._write.close()
+        await self._write.raw.close()
+        await self._conn_raw().close()
+
+    def _conn_raw(self) -> aiosqlite.Connection:
+        assert isinstance(self._conn, SqliteConn)
+        return self._conn.raw
 
     @asynccontextmanager
     async def write(self, now: dt.datetime) -> AsyncIterator[Writer]:
         """One transaction: committed when the block ends, rolled back if it raises."""
         async with self._lock:
-            await self._write.execute("BEGIN IMMEDIATE")
+            await self._write.raw.execute("BEGIN IMMEDIATE")
+            writer = Writer(self._write, now)
             try:
-                yield Writer(self._write, now)
+                yield writer
             except BaseException:
-                await self._write.execute("ROLLBACK")
+                await self._write.raw.execute("ROLLBACK")
                 raise
-            await self._write.execute("COMMIT")
-        for callback in list(self._on_commit):
-            callback()
+            await self._write.raw.execute("COMMIT")
+        if writer.changes:
+            record_committed(writer.changes)
+            self._announce(writer.changes[-1])
+        self._signal()
+
+    def _announce(self, seq: int) -> None:
+        """Rewrite the notify file (a few microseconds): its event follows the commit."""
+        if self._path is None:
+            return
+        notify = self._path.with_name(self._path.name + NOTIFY_SUFFIX)
+        try:
+            fd = os.open(notify, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, b"%d\n" % seq)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass  # followers still find the commit through the WAL's events and polls
+
+    @asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[bool]:
+        """An advisory ``flock`` on a file beside the database (one host: every process
+        that can open the file shares the lock)."""
+        if self._path is None:
+            yield True
+            return
+        lock_path = self._path.with_name(f"{self._path.name}.lock-{_safe(name)}")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    async def _autocommit(self, sql: str, args: tuple[object, ...]) -> None:
+        async with self._lock:
+            await self._write.execute(sql, args)
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)[:64]
 
 
 async def _configure(conn: aiosqlite.Connection) -> None:
@@ -272,13 +197,14 @@ async def _configure(conn: aiosqlite.Connection) -> None:
 
 
 async def _migrate(conn: aiosqlite.Connection, path: Path) -> None:
+    # An older schema is upgraded on open, as before: one host, one certgate on the file.
     async with conn.execute("PRAGMA user_version") as cur:
         row = await cur.fetchone()
     version = int(row[0]) if row else 0
-    if version > len(MIGRATIONS):
+    if version > LATEST:
         raise StoreSetupError(f"the database {path} has schema version {version}, newer than "
-                              f"this certgate ({len(MIGRATIONS)}); upgrade certgate")
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                              f"this certgate ({LATEST}); upgrade certgate")
+    for migration in MIGRATIONS[version:]:
         # executescript commits implicitly, so the version bump goes inside the script.
-        await conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};"
-                                 "\nCOMMIT;")
+        await conn.executescript(f"BEGIN IMMEDIATE;\n{migration.sqlite}\n"
+                                 f"PRAGMA user_version = {migration.version};\nCOMMIT;")

@@ -17,7 +17,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from certstore.store import CertStore
-from gateway.admin import accounts, audit_log, chains, lifecycle, pki, trusted_cas
+from gateway.admin import accounts, audit_log, chains, cluster, lifecycle, pki, trusted_cas
 from gateway.admin import web as web_page
 from gateway.admin.endpoint import MAX_UPLOAD, Call, Endpoint, Settle, bind
 from gateway.admin.models import Health, OpenApiDocument
@@ -48,8 +48,11 @@ SERVER_LOG.addFilter(_NoRequestBytes())
 
 
 async def healthz(call: Call) -> web.Response:
-    """Liveness: the process runs and answers."""
-    return web.json_response({"status": "ok"})
+    """Liveness: the process runs and answers; ``degraded`` names a store outage."""
+    health = call.store.health
+    if health.connected:
+        return web.json_response({"status": "ok"})
+    return web.json_response({"status": "degraded", "reason": health.reason})
 
 
 async def metrics(call: Call) -> web.Response:
@@ -80,7 +83,7 @@ SERVICE = (
 )
 ENDPOINTS: tuple[Endpoint, ...] = (*SERVICE, *accounts.ENDPOINTS, *trusted_cas.ENDPOINTS,
                                    *chains.ENDPOINTS, *lifecycle.ENDPOINTS, *pki.ENDPOINTS,
-                                   *audit_log.ENDPOINTS)
+                                   *audit_log.ENDPOINTS, *cluster.ENDPOINTS)
 
 
 def router_path(path: str, paths: Iterable[str]) -> str:

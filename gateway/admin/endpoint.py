@@ -26,6 +26,7 @@ from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ValidationError
 
 from certstore.audit import ApiKey, acting_as
+from certstore.persistence.conn import tracking_changes
 from certstore.store import CertStore
 from gateway.admin.problems import (
     Problem,
@@ -36,6 +37,7 @@ from gateway.admin.problems import (
 )
 from gateway.admin.uploads import read_json
 from gateway.admin.web.session import cookie_key
+from gateway.fleet import wait_fleet
 
 log = logging.getLogger("certgate.admin")
 
@@ -43,6 +45,11 @@ MAX_UPLOAD = web.AppKey("certgate_max_upload_bytes", int)
 M = TypeVar("M", bound=BaseModel)
 Upload = Literal["pkcs12", "certificates"]
 _MAX_AUDIT_TEXT = 300
+WAIT_PARAM = "wait"
+CHANGE_ID_HEADER = "Certgate-Change-Id"
+FLEET_PENDING_HEADER = "Certgate-Fleet-Pending"
+"""With ``wait=fleet``: the live nodes that did not serve the change in time (``none``)."""
+FLEET_WAIT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,14 +169,26 @@ def _refused(request: web.Request, what: str) -> None:
                 request.path)
 
 
+def _wait_mode(request: web.Request) -> str:
+    """``?wait=fleet``: answer once every live node serves the change (bounded)."""
+    values = request.query.getall(WAIT_PARAM, [])
+    if not values:
+        return "node"
+    if len(values) > 1 or values[0] not in ("node", "fleet"):
+        raise Problem(422, "invalid-request", "wait must be given once, as 'node' (the "
+                      "default: this node serves the change) or 'fleet' (every live node)")
+    return values[0]
+
+
 def _query(request: web.Request, model: type[BaseModel]) -> BaseModel:
-    names = [name for name, _ in request.query.items()]
+    names = [name for name, _ in request.query.items() if name != WAIT_PARAM]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:  # which one would win is a guess; refuse instead
         raise Problem(422, "invalid-request", "query parameters given more than once: "
                       + ", ".join(repeated))
     try:
-        return model.model_validate(dict(request.query))
+        return model.model_validate({k: v for k, v in request.query.items()
+                                     if k != WAIT_PARAM})
     except ValidationError as e:
         raise invalid_request("the query string is invalid", e) from None
 
@@ -211,7 +230,10 @@ def bind(endpoint: Endpoint, store: CertStore, settle: Settle | None = None) -> 
 
     async def handle(request: web.Request) -> web.StreamResponse:
         caller = None if endpoint.public else await authenticate(request, store)
-        with acting_as(caller.key.actor) if caller is not None else nullcontext():
+        mutation = endpoint.audit is not None
+        wait = _wait_mode(request) if mutation else "node"
+        with acting_as(caller.key.actor) if caller is not None else nullcontext(), \
+                tracking_changes() as changes:
             try:
                 account_id = request.match_info.get("id")
                 if caller is not None and account_id is not None and not caller.sees(account_id):
@@ -223,11 +245,18 @@ def bind(endpoint: Endpoint, store: CertStore, settle: Settle | None = None) -> 
                 response = await endpoint.handler(Call(request=request, store=store,
                                                        caller=caller, body=body, query=query))
             except Exception as e:
-                if caller is not None and endpoint.audit is not None:
+                if caller is not None and mutation:
                     await _audit_refusal(store, endpoint, request, e)
                 raise
-        if endpoint.audit is not None and settle is not None and not await settle():
+        if mutation and settle is not None and not await settle():
             log.warning("%s committed but not yet served by this process", endpoint.audit)
+        if changes:
+            # The change this request made: what GET /api/v1/cluster's applied_change is
+            # compared with, and what wait=fleet waits for.
+            response.headers[CHANGE_ID_HEADER] = str(max(changes))
+            if wait == "fleet":
+                pending = await wait_fleet(store.database, max(changes), FLEET_WAIT_S)
+                response.headers[FLEET_PENDING_HEADER] = ", ".join(pending) or "none"
         if not endpoint.public:
             # Answers to a key may hold tokens and tenant data: never cached (RFC 6750 5.3).
             response.headers["Cache-Control"] = "no-store"

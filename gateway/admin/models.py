@@ -264,9 +264,32 @@ class AuditPage(ResponseModel):
 
 
 class Health(ResponseModel):
-    """Liveness."""
+    """Liveness; ``degraded`` while the store's database is unreachable (TLS is still
+    served from the last snapshot, admin changes answer 503)."""
 
-    status: Literal["ok"]
+    status: Literal["ok", "degraded"]
+    reason: str | None = None
+
+
+class ClusterNode(ResponseModel):
+    """A gateway node serving from this store."""
+
+    name: str
+    host: str
+    pid: int
+    started_at: AwareDatetime
+    heartbeat_at: AwareDatetime
+    applied_change: int
+    lag: int
+    live: bool
+
+
+class ClusterOut(ResponseModel):
+    """The fleet as the store records it."""
+
+    backend: Literal["sqlite", "postgresql"]
+    last_change: int
+    nodes: list[ClusterNode]
 
 
 class OpenApiDocument(BaseModel):

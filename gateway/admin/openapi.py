@@ -29,7 +29,9 @@ _ERROR_TEXT = {
     409: "Conflicts with the store's current state",
     413: "Request body larger than admin.max_upload_bytes",
     415: "Unsupported media type",
+    412: "If-Match names an older version: read again and retry",
     422: "Invalid input; certificate refusals name the rule and the offending names",
+    503: "The store's database is unreachable (PostgreSQL outage); retry after Retry-After",
 }
 _PARAM_TEXT = {
     "id": "Account id",
@@ -112,6 +114,7 @@ def _error_statuses(ep: Endpoint) -> list[int]:
     statuses = set(ep.errors)
     if not ep.public:
         statuses.add(401)
+        statuses.add(503)  # every authenticated route reads the store
     if "{" in ep.path or ep.query is not None:
         statuses.add(404)
     return sorted(statuses)

@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from pydantic import ValidationError
 
-from certstore.errors import CertStoreError
+from certstore.errors import CertStoreError, StoreUnavailable
 
 log = logging.getLogger("certgate.admin")
 
@@ -44,6 +44,8 @@ TITLES: dict[str, str] = {
     "domain-taken": "Domain belongs to another account",
     "no-signing-chain": "No signing chain chosen",
     "store-setup": "Certificate store unavailable",
+    "store-unavailable": "Certificate store temporarily unreachable",
+    "precondition-failed": "Changed since you read it",
     "certstore-error": "Certificate store error",
     "internal-error": "Internal error",
 }
@@ -65,7 +67,11 @@ class Problem(Exception):
     @classmethod
     def from_store(cls, error: CertStoreError) -> Problem:
         """The problem for a store error: its code, HTTP status, message and data."""
-        return cls(error.http_status, error.code, error.message, extra=error.details())
+        headers = {}
+        if isinstance(error, StoreUnavailable):
+            headers["Retry-After"] = str(error.retry_after_s)  # RFC 9110 10.2.3
+        return cls(error.http_status, error.code, error.message, extra=error.details(),
+                   headers=headers)
 
     def body(self) -> dict[str, Any]:
         """The problem document."""

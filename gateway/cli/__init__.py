@@ -14,6 +14,7 @@ from gateway.cli.apikey_cmds import apikey
 from gateway.cli.ca_cmds import ca
 from gateway.cli.chain_cmds import chain
 from gateway.cli.common import CONFIG_HELP, CliState
+from gateway.cli.fleet_cmds import add_no_wait, store_group
 from gateway.cli.init_cmd import init
 from gateway.cli.pki_cmds import pki
 from gateway.cli.serve import serve_cmd
@@ -35,3 +36,5 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 
 for _command in (init, ca, account, trusted_ca, chain, pki, token, apikey, serve_cmd):
     main.add_command(_command)
+main.add_command(store_group)
+add_no_wait(main)

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from gateway.config import Config
     from gateway.configfile import StoreSettings
 
+WAIT_TIMEOUT_S = 10.0
+
 T = TypeVar("T")
 
 CONFIG_HELP = "Config file (default: $CERTGATE_CONFIG, else ./certgate.yaml)."
@@ -96,6 +98,13 @@ async def _await(fn: Callable[[], Awaitable[T]]) -> T:
     return await fn()
 
 
+def waits() -> bool:
+    """Whether this invocation waits for the fleet (no ``--no-wait``)."""
+    from gateway.cli.fleet_cmds import waits as fleet_waits
+
+    return fleet_waits()
+
+
 def run(fn: Callable[[], Awaitable[T]]) -> T:
     """Run a coroutine, turning certgate errors into a clear message and exit status 1."""
     import asyncio
@@ -116,7 +125,8 @@ async def open_store(config: StoreSettings) -> CertStore:
     from certstore.persistence.keyfile import read_master_key
     from certstore.store import CertStore
 
-    store = await CertStore.open(config.database_path, read_master_key(config.master_key_path),
+    store = await CertStore.open(config.database_location,
+                                 read_master_key(config.master_key_path),
                                  token_issuer=config.token_issuer)
     store.lifetimes = config.lifetimes
     return store
@@ -125,18 +135,33 @@ async def open_store(config: StoreSettings) -> CertStore:
 def with_store(state: CliState, op: Callable[[CertStore], Awaitable[T]]) -> T:
     """Open the store, run ``op`` on it, close it; errors become a clear exit."""
     from certstore.audit import CLI_ACTOR, acting_as
+    from certstore.persistence.conn import tracking_changes
 
     settings = state.store_settings()
 
     async def go() -> T:
         store = await open_store(settings)
         try:
-            with acting_as(CLI_ACTOR):  # the CLI's mutations are audited too
-                return await op(store)
+            with acting_as(CLI_ACTOR), tracking_changes() as changes:  # audited too
+                result = await op(store)
+            if changes and waits():
+                await _wait_for_fleet(store, max(changes))
+            return result
         finally:
             await store.close()
 
     return run(go)
+
+
+async def _wait_for_fleet(store: CertStore, seq: int) -> None:
+    """Return once every live gateway node serves change ``seq`` (bounded): "the command
+    returned" then means "every node serves it"."""
+    from gateway.fleet import wait_fleet
+
+    pending = await wait_fleet(store.database, seq, WAIT_TIMEOUT_S)
+    if pending:
+        click.echo(f"warning: change {seq} is committed but not yet served by "
+                   f"{', '.join(pending)} (waited {WAIT_TIMEOUT_S:.0f} s)", err=True)
 
 
 def emit(data: Any, as_json: bool, text: str) -> None:

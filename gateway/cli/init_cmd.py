@@ -26,7 +26,7 @@ def init(state: CliState, as_json: bool) -> None:
     async def go() -> tuple[bool, bool, str]:
         key_created = create_master_key(config.master_key_path)
         store, created = await CertStore.initialize(
-            config.database_path, read_master_key(config.master_key_path),
+            config.database_location, read_master_key(config.master_key_path),
             ca_key_type=config.ca.key_type, token_issuer=config.token_issuer)
         try:
             return key_created, created, describe(store.ca_root).fingerprint_sha256

@@ -31,7 +31,10 @@ def _run_one(state: CliState) -> None:
     from gateway.server import serve
 
     path = find_config(state.config_path)
-    config = state.config()
+    try:
+        config = state.config()
+    except GatewayError as e:  # a bad config (a bad database URL...) is one error line
+        fail(str(e))
     try:
         import uvloop  # optional: a faster event loop where installed
     except ImportError:

@@ -181,7 +181,7 @@ def test_every_setting_has_a_default(tmp_path: Path) -> None:
         (tmp_path / "c.yaml").write_text(text)
         config = load_config(tmp_path / "c.yaml")
         assert config.data_dir == tmp_path / "var"  # ./var beside the config file
-        assert config.database_path == tmp_path / "var" / "certgate.sqlite"
+        assert config.database_location == tmp_path / "var" / "certgate.sqlite"
     for model in (Config, TlsPolicy, AdminConfig):
         required = [n for n, f in model.model_fields.items() if f.is_required()]
         assert required == [], f"{model.__name__} has settings without a default: {required}"

@@ -32,15 +32,15 @@ def test_store_settings_agree_with_the_full_config(tmp_path: Path, text: str) ->
     (tmp_path / "c.yaml").write_text(text)
     full = load_config(tmp_path / "c.yaml")
     fast = store_settings(tmp_path / "c.yaml")
-    assert (fast.data_dir, fast.master_key_path, fast.database_path, fast.token_issuer) == (
-        full.data_dir, full.master_key_path, full.database_path, full.token_issuer)
+    assert (fast.data_dir, fast.master_key_path, fast.database_location, fast.token_issuer) == (
+        full.data_dir, full.master_key_path, full.database_location, full.token_issuer)
     assert fast.lifetimes == full.lifecycle.lifetimes()
 
 
 def test_the_example_agrees() -> None:
     full = load_config(ROOT / "config.example.yaml")
     fast = store_settings(ROOT / "config.example.yaml")
-    assert (fast.data_dir, fast.database_path) == (full.data_dir, full.database_path)
+    assert (fast.data_dir, fast.database_location) == (full.data_dir, full.database_location)
 
 
 @pytest.mark.parametrize(("text", "key", "wanted"), [

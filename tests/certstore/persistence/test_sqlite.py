@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sqlite3
 import stat
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from certstore.errors import DomainTaken, InvalidCertificate, StoreSetupError
+from certstore.errors import StoreSetupError
 from certstore.persistence.keyfile import create_master_key, read_master_key
 from certstore.persistence.migrations import MIGRATIONS
 from certstore.sealing import Sealer
@@ -18,6 +19,19 @@ from tests.certfactory import Issued, make_leaf, p12
 
 def _db(store_dir: Path) -> sqlite3.Connection:
     return sqlite3.connect(store_dir / "certgate.sqlite")
+
+
+@pytest.fixture
+async def store(tmp_path: Path, master_key: bytes, no_blocking: None
+                ) -> AsyncIterator[CertStore]:
+    """These tests look into the SQLite file itself: SQLite only (the package's ``store``
+    runs on both backends)."""
+    opened, _ = await CertStore.initialize(tmp_path / "certgate.sqlite", master_key,
+                                           ca_key_type="ecdsa-p256")
+    try:
+        yield opened
+    finally:
+        await opened.close()
 
 
 async def test_schema_version_wal_and_private_file_modes(store: CertStore,
@@ -88,45 +102,6 @@ async def test_database_copied_without_master_key_gives_no_key_away(
 
     with pytest.raises(SealError):
         await store.issue_token(acc.id, subject="s")  # signing chain now has the TLS key blob
-
-
-async def test_every_mutation_appends_one_change_in_order(store: CertStore) -> None:
-    start = await store.last_seq()
-    acc = await store.create_account(name="A", kind="customer", domains=["a.com"])
-    await store.add_domain(acc.id, "b.com")
-    chain = await store.generate_chain(acc.id, purpose="tls", domain="a.com")
-    await store.update_pki(acc.id, tls_bindings={"a.com": chain.id})
-    await store.remove_domain(acc.id, "b.com")
-    await store.delete_chain(chain.id)
-    changes = await store.changes_since(start)
-    assert [c.kind for c in changes] == ["account.created", "domain.added", "chain.generated",
-                                         "pki.updated", "domain.removed", "chain.deleted"]
-    assert [c.seq for c in changes] == sorted(c.seq for c in changes)
-    assert all(c.account_id == acc.id for c in changes)
-    assert await store.changes_since(changes[-1].seq) == []
-    assert (await store.changes_since(start, limit=2))[-1].kind == "domain.added"
-
-
-async def test_failed_operations_leave_the_store_exactly_as_it_was(
-        store: CertStore, tmp_path: Path, intermediate_ca: Issued) -> None:
-    await store.create_account(name="A", kind="customer", domains=["a.com"])
-    b = await store.create_account(name="B", kind="customer", domains=["b.com"])
-
-    def dump() -> list[object]:
-        with _db(tmp_path) as conn:
-            return [conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall()
-                    for t in ("accounts", "domains", "chains", "pki_settings", "tls_bindings",
-                              "trusted_cas", "changes")]
-
-    before = dump()
-    with pytest.raises(DomainTaken):  # fails on the 2nd domain, after inserting the account
-        await store.create_account(name="C", kind="customer", domains=["c.com", "a.com"])
-    with pytest.raises(InvalidCertificate):
-        await store.import_chain(b.id, p12(make_leaf(intermediate_ca, dns=["a.com"]), b"pw"),
-                                 b"pw")
-    with pytest.raises(InvalidCertificate):
-        await store.import_trusted_cas(b.id, b"nonsense")
-    assert dump() == before
 
 
 async def test_per_account_reads_search_indexes(store: CertStore, tmp_path: Path) -> None:

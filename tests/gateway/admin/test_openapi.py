@@ -22,11 +22,11 @@ SEED = 20251128
 # positive_data_acceptance is left out on purpose: it expects every schema-valid request
 # to succeed, but DNS names, PKCS#12 files and chain ids are valid or not by rules a JSON
 # Schema cannot state (a 422 naming the rule is the right answer there).
-CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
-          "response_headers_conformance,response_schema_conformance,"
-          "negative_data_rejection,missing_required_header,unsupported_method,"
-          "allow_header_conformance,use_after_free,ensure_resource_availability,"
-          "ignored_auth")
+# Every other check runs (not_a_server_error, the conformance checks, use_after_free,
+# ensure_resource_availability, ignored_auth...). They are excluded on the command line
+# rather than the others listed there: a command-line list of checks would override the
+# per-operation setting in _config.
+EXCLUDED = "positive_data_acceptance,object_level_authorization"
 
 
 def _documented(doc: dict[str, Any]) -> set[tuple[str, str]]:
@@ -98,6 +98,12 @@ def _config(ids: dict[str, list[str]]) -> str:
     for param, name in (("path.id", "accounts"), ("path.cid", "records"),
                         ("path.domain", "domains"), ("body.domain", "domains")):
         lines.append(f'"{param}" = {{ dictionary = "{name}", probability = 0.5 }}')
+    # PUT .../pki answers 404 for a chain id of another tenant in its body (the tenancy
+    # rule, tests/gateway/admin/test_tenancy.py); ST302 reads that as "the account just
+    # created is missing". Every other check still runs on that route.
+    lines.append('\n[[operations]]\ninclude-path = "/api/v1/accounts/{id}/pki"\n'
+                 'include-method = "PUT"\n'
+                 "checks.ensure_resource_availability.enabled = false")
     return "\n".join(lines).replace("'", '"') + "\n"
 
 
@@ -111,7 +117,7 @@ async def test_schemathesis_finds_no_server_error_and_no_contract_break(
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "--no-color",
         "run", f"{admin.api.base}{DOC}", "--tls-verify", str(root),
-        "-H", f"Authorization: Bearer {admin.api.key}", "--checks", CHECKS,
+        "-H", f"Authorization: Bearer {admin.api.key}", "--exclude-checks", EXCLUDED,
         "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED), "--request-timeout", "20",
         cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     out, _ = await asyncio.wait_for(proc.communicate(), 840)

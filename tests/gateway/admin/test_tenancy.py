@@ -20,7 +20,7 @@ ACCOUNTS = "/api/v1/accounts"
 MISSING = "acc_000000000000000000000000"
 PROTECTED = {e.operation_id for e in ENDPOINTS if not e.public}
 # Routes without an account in the path; checked by their own tests below.
-UNSCOPED = {"create_account", "list_accounts", "list_audit", "list_expiring"}
+UNSCOPED = {"create_account", "list_accounts", "list_audit", "list_expiring", "get_cluster"}
 
 
 @dataclass(frozen=True)
@@ -229,6 +229,7 @@ async def test_every_protected_route_needs_a_valid_key(admin: AdminEnv, world: W
     routes["list_accounts"] = ("GET", ACCOUNTS, dict)
     routes["list_audit"] = ("GET", "/api/v1/audit", dict)
     routes["list_expiring"] = ("GET", "/api/v1/expiring", dict)
+    routes["get_cluster"] = ("GET", "/api/v1/cluster", dict)
     assert set(routes) == PROTECTED
     before = await _state(admin, world.a_customer)
     for secret, invalid in ((None, False), ("cgk_not-a-key", True), (revoked, True),
