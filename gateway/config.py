@@ -313,6 +313,9 @@ def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
     return list(model.model_fields)
 
 
+_SECRET_SETTINGS = {("database",), ("password_file",)}
+
+
 def _describe(err: Mapping[str, Any]) -> str:
     """One validation error as ``key: what is wrong; the fix``."""
     loc = tuple(err["loc"])
@@ -320,8 +323,10 @@ def _describe(err: Mapping[str, Any]) -> str:
     if err["type"] == "extra_forbidden":
         return unknown_setting(key, str(loc[-1]), _fields_at(loc))
     msg = str(err["msg"]).removeprefix("Value error, ")
+    # The value is echoed to help, except where it may hold a secret (a database URL's
+    # password, refused but still in the input).
     given = f" (got {err['input']!r})" if err["type"] != "missing" and not isinstance(
-        err.get("input"), dict | list) else ""
+        err.get("input"), dict | list) and loc[:1] not in _SECRET_SETTINGS else ""
     return f"{key}: {msg}{given}; see config.example.yaml for the allowed values"
 
 

@@ -149,8 +149,9 @@ def _database(data: dict[str, Any], source: str, base: Path, data_dir: Path) -> 
     if value is None:
         return data_dir / "certgate.sqlite"
     if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{source}: database: give a SQLite file path or "
-                          f"postgresql://USER@HOST:PORT/DBNAME (got {value!r})", key="database")
+        raise ConfigError(f"{source}: database: Input is not a valid path or "
+                          "postgresql://USER@HOST:PORT/DBNAME URL; see config.example.yaml",
+                          key="database")
     password_file = _path(data, "password_file", source, base)
     try:
         location = parse_location(value, password_file=password_file)

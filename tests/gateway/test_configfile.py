@@ -113,3 +113,12 @@ def test_unreadable_files_are_one_line(tmp_path: Path, content: bytes | None,
         with pytest.raises(ConfigError, match=re.escape(wanted)) as info:
             read(path)
         assert "\n" not in str(info.value)
+
+
+def test_a_password_in_the_database_url_is_refused_and_never_echoed(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text("database: postgresql://app:hunter2@db/certgate\n")
+    for read in (store_settings, load_config):
+        with pytest.raises(ConfigError) as info:
+            read(tmp_path / "c.yaml")
+        assert info.value.key == "database" and "password" in str(info.value)
+        assert "hunter2" not in str(info.value)
