@@ -83,4 +83,14 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX tls_bindings_by_account ON tls_bindings(account_id);
     CREATE INDEX accounts_by_parent ON accounts(parent_id);
     """,
+    # v4 (issue 10): a domain added by a customer key is pending until approved or proven
+    # through DNS (status, challenge token); refused requests repeated by one key within a
+    # minute share one audit row (count), found by key and time. Portable SQL (PostgreSQL
+    # takes it as is): ADD COLUMN with defaults, plain index.
+    """
+    ALTER TABLE domains ADD COLUMN status TEXT NOT NULL DEFAULT 'verified';
+    ALTER TABLE domains ADD COLUMN challenge_token TEXT;
+    ALTER TABLE audit ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+    CREATE INDEX audit_by_key ON audit(key_id, at);
+    """,
 )
