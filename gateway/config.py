@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from gateway.dnscheck import parse_resolver
 from gateway.errors import ConfigError
 
 ENV_CONFIG = "CERTGATE_CONFIG"
@@ -129,6 +130,27 @@ class CaConfig(_Model):
     key_type: Literal["rsa-2048", "rsa-3072", "rsa-4096", "ecdsa-p256", "ecdsa-p384"] = "rsa-3072"
 
 
+class DnsConfig(_Model):
+    """How DNS challenges of pending domains are checked."""
+
+    # host:port of the resolvers to ask; empty: the system's (/etc/resolv.conf).
+    resolvers: tuple[str, ...] = ()
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
+    # Pending domains are checked this often by each gateway process; 0: only on request.
+    check_interval_s: float = Field(default=300.0, ge=0)
+
+    @field_validator("resolvers")
+    @classmethod
+    def _resolvers(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for item in v:
+            try:
+                parse_resolver(item)
+            except ValueError as e:
+                raise ValueError(f"a resolver is host:port with an IP address, got {item!r}: "
+                                 f"{e}") from None
+        return v
+
+
 class Config(_Model):
     """The whole configuration."""
 
@@ -137,6 +159,7 @@ class Config(_Model):
     database: Path | None = None
     token_issuer: str = "certgate"
     ca: CaConfig = CaConfig()
+    dns: DnsConfig = DnsConfig()
     listeners: tuple[ListenerConfig, ...] = ()
     admin: AdminConfig | None = None
     context_cache_size: int = Field(default=16384, gt=0)

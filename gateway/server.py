@@ -28,6 +28,7 @@ from certstore.snapshot import ServedChain, Snapshot
 from certstore.store import CertStore
 from gateway.admin.app import SERVER_LOG, create_app
 from gateway.config import Config, ListenerConfig, load_config
+from gateway.dnscheck import check_pending_forever, txt_lookup
 from gateway.errors import ConfigError
 from gateway.listener import Listener, listener_alpn, open_socket
 from gateway.observe import AccessLog, Metrics
@@ -112,6 +113,10 @@ class Gateway:
             await self._start_admin()
         if self._share is not None:
             self.spawn(self._publish_metrics(self._share))
+        dns = self.config.dns
+        if dns.check_interval_s > 0:
+            self.spawn(check_pending_forever(
+                self.store, txt_lookup(dns.resolvers, dns.timeout_s), dns.check_interval_s))
         # What start-up built (modules, the snapshot) lives as long as the process: keep it
         # out of the collector's scans, which otherwise walk it again and again while
         # connections churn short-lived objects.
@@ -194,7 +199,9 @@ class Gateway:
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         app = create_app(self.metrics, self.store,
                          max_upload_bytes=self.config.admin.max_upload_bytes,
-                         settle=self.settle)
+                         settle=self.settle,
+                         lookup=txt_lookup(self.config.dns.resolvers,
+                                           self.config.dns.timeout_s))
         # No access log, and server errors without request bytes: admin requests carry API
         # keys and uploads (the audit log records who did what).
         self._admin = web.AppRunner(app, access_log=None, logger=SERVER_LOG)

@@ -16,12 +16,14 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from certstore.domains import TxtLookup
 from certstore.store import CertStore
 from gateway.admin import accounts, audit_log, chains, pki, trusted_cas
 from gateway.admin.endpoint import MAX_UPLOAD, Call, Endpoint, Settle, bind
 from gateway.admin.models import Health, OpenApiDocument
 from gateway.admin.openapi import build_document
 from gateway.admin.problems import problem_middleware
+from gateway.dnscheck import txt_lookup
 from gateway.observe import Metrics
 
 METRICS_KEY = web.AppKey("metrics", Metrics)
@@ -99,13 +101,16 @@ def router_path(path: str, paths: Iterable[str]) -> str:
 
 
 def create_app(m: Metrics, store: CertStore, *, max_upload_bytes: int,
-               settle: Settle | None = None) -> web.Application:
+               settle: Settle | None = None,
+               lookup: TxtLookup | None = None) -> web.Application:
     """The admin application over ``store``; request bodies are capped at
     ``max_upload_bytes`` (413 past it). ``settle``, when given, is awaited after every
-    successful mutation, so the caller's next handshake is served from the new state."""
+    successful mutation, so the caller's next handshake is served from the new state.
+    ``lookup`` reads DNS challenges (default: the system's resolvers)."""
     app = web.Application(client_max_size=max_upload_bytes,
                           middlewares=[problem_middleware(max_upload_bytes)])
     app[METRICS_KEY] = m
+    app[accounts.TXT_LOOKUP] = lookup or txt_lookup((), 5.0)
     app[MAX_UPLOAD] = max_upload_bytes
     paths = [endpoint.path for endpoint in ENDPOINTS]
     for endpoint in ENDPOINTS:

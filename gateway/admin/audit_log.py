@@ -25,7 +25,8 @@ def record_view(record: AuditRecord) -> dict[str, object]:
     """One audit record as JSON."""
     return {"seq": record.seq, "at": _time(record.at), "key_id": record.key_id,
             "role": record.role, "account_id": record.account_id, "action": record.action,
-            "target": record.target, "result": record.result, "detail": record.detail}
+            "target": record.target, "result": record.result, "detail": record.detail,
+            "count": record.count}
 
 
 async def list_audit(call: Call) -> web.Response:

@@ -30,6 +30,7 @@ _ERROR_TEXT = {
     413: "Request body larger than admin.max_upload_bytes",
     415: "Unsupported media type",
     422: "Invalid input; certificate refusals name the rule and the offending names",
+    503: "The DNS resolvers gave no answer (dns.resolvers in the config); try again",
 }
 _PARAM_TEXT = {
     "id": "Account id",

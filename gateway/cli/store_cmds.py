@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -13,18 +12,20 @@ from certstore.keys import KEY_TYPES
 from certstore.persistence.keyfile import create_master_key, read_master_key
 from certstore.store import CertStore
 from certstore.x509info import describe
+from gateway.cli.account_cmds import account
 from gateway.cli.common import (
     CliState,
     emit,
     json_option,
+    pass_state,
     read_input,
     read_password,
     run,
+    say,
+    shown,
     with_store,
 )
-from gateway.views import account_view, chain_view, pki_view, trusted_ca_view
-
-pass_state = click.make_pass_decorator(CliState)
+from gateway.views import chain_view, pki_view, trusted_ca_view
 
 
 @click.command()
@@ -49,7 +50,7 @@ def init(state: CliState, as_json: bool) -> None:
     data = {"data_dir": str(config.data_dir), "master_key_created": key_created,
             "store_created": created, "ca_fingerprint_sha256": fingerprint}
     emit(data, as_json,
-        f"{'initialised' if created else 'already initialised'}: {config.data_dir} "
+        f"{'initialised' if created else 'already initialised'}: {shown(config.data_dir)} "
         f"(CA root SHA-256 {fingerprint})")
 
 
@@ -74,79 +75,6 @@ def ca_show(state: CliState, as_json: bool) -> None:
           "not_after": info.not_after.isoformat()}, as_json, pem)
 
 
-@click.group()
-def account() -> None:
-    """Vendor and customer accounts and their domains."""
-
-
-@account.command("create")
-@click.option("--name", required=True)
-@click.option("--kind", required=True, type=click.Choice(["vendor", "customer"]))
-@click.option("--parent", "parent_id", help="Vendor account a customer belongs to.")
-@click.option("--domain", "domains", multiple=True, help="A domain (repeatable).")
-@json_option
-@pass_state
-def account_create(state: CliState, name: str, kind: str, parent_id: str | None,
-                   domains: tuple[str, ...], as_json: bool) -> None:
-    """Create an account (it gets a generated token-signing chain)."""
-    acc = with_store(state, lambda s: s.create_account(name=name, kind=kind,
-                                                       parent_id=parent_id, domains=domains))
-    emit(account_view(acc), as_json, acc.id)
-
-
-@account.command("list")
-@json_option
-@pass_state
-def account_list(state: CliState, as_json: bool) -> None:
-    """List accounts."""
-    accounts = with_store(state, lambda s: s.list_accounts())
-    emit([account_view(a) for a in accounts], as_json, "\n".join(
-        f"{a.id}  {a.kind:8}  {a.name}  {' '.join(a.domains)}" for a in accounts))
-
-
-@account.command("show")
-@click.argument("account_id")
-@json_option
-@pass_state
-def account_show(state: CliState, account_id: str, as_json: bool) -> None:
-    """Show one account."""
-    acc = with_store(state, lambda s: s.get_account(account_id))
-    emit(account_view(acc), as_json,
-        f"id: {acc.id}\nname: {acc.name}\nkind: {acc.kind}\nparent: {acc.parent_id or '-'}\n"
-        f"domains: {', '.join(acc.domains) or '-'}")
-
-
-@account.command("add-domain")
-@click.argument("account_id")
-@click.argument("domain")
-@json_option
-@pass_state
-def account_add_domain(state: CliState, account_id: str, domain: str, as_json: bool) -> None:
-    """Give a domain to an account (a domain belongs to one account only)."""
-    acc = with_store(state, lambda s: s.add_domain(account_id, domain))
-    emit(account_view(acc), as_json, ", ".join(acc.domains))
-
-
-@account.command("remove-domain")
-@click.argument("account_id")
-@click.argument("domain")
-@json_option
-@pass_state
-def account_remove_domain(state: CliState, account_id: str, domain: str, as_json: bool) -> None:
-    """Remove a domain from an account."""
-    acc = with_store(state, lambda s: s.remove_domain(account_id, domain))
-    emit(account_view(acc), as_json, ", ".join(acc.domains) or "-")
-
-
-@account.command("delete")
-@click.argument("account_id")
-@pass_state
-def account_delete(state: CliState, account_id: str) -> None:
-    """Delete an account with its domains, trusted CAs and chains."""
-    with_store(state, lambda s: s.delete_account(account_id))
-    click.echo(f"deleted {account_id}")
-
-
 @click.group("trusted-ca")
 def trusted_ca() -> None:
     """Trusted CA certificates of an account (for LDAPS and similar)."""
@@ -162,7 +90,7 @@ def trusted_ca_import(state: CliState, account_id: str, file: Path, as_json: boo
     data = read_input(file)
     cas = with_store(state, lambda s: s.import_trusted_cas(account_id, data))
     emit([trusted_ca_view(c, with_pem=False) for c in cas], as_json, "\n".join(
-        f"{c.id}  {c.fingerprint_sha256[:16]}  {c.subject}" for c in cas))
+        f"{c.id}  {c.fingerprint_sha256[:16]}  {shown(c.subject)}" for c in cas))
 
 
 @trusted_ca.command("list")
@@ -173,7 +101,7 @@ def trusted_ca_list(state: CliState, account_id: str, as_json: bool) -> None:
     """List an account's trusted CAs."""
     cas = with_store(state, lambda s: s.list_trusted_cas(account_id))
     emit([trusted_ca_view(c, with_pem=False) for c in cas], as_json, "\n".join(
-        f"{c.id}  {'CA ' if c.is_ca else '   '} {c.not_after:%Y-%m-%d}  {c.subject}"
+        f"{c.id}  {'CA ' if c.is_ca else '   '} {c.not_after:%Y-%m-%d}  {shown(c.subject)}"
         for c in cas))
 
 
@@ -182,7 +110,7 @@ def trusted_ca_list(state: CliState, account_id: str, as_json: bool) -> None:
 @pass_state
 def trusted_ca_bundle(state: CliState, account_id: str) -> None:
     """Print the account's trust bundle (PEM)."""
-    click.echo(with_store(state, lambda s: s.trust_bundle(account_id)), nl=False)
+    say(with_store(state, lambda s: s.trust_bundle(account_id)), nl=False)
 
 
 @trusted_ca.command("delete")
@@ -192,7 +120,7 @@ def trusted_ca_bundle(state: CliState, account_id: str) -> None:
 def trusted_ca_delete(state: CliState, account_id: str, ca_id: str) -> None:
     """Stop trusting one CA certificate."""
     with_store(state, lambda s: s.delete_trusted_ca(account_id, ca_id))
-    click.echo(f"deleted {ca_id}")
+    say(f"deleted {shown(ca_id)}")
 
 
 @click.group()
@@ -245,7 +173,8 @@ def chain_list(state: CliState, account_id: str, as_json: bool) -> None:
     chains = with_store(state, lambda s: s.list_chains(account_id))
     emit([chain_view(c, with_pem=False) for c in chains], as_json, "\n".join(
         f"{c.id}  {c.purpose:7}  {c.origin:9}  {c.key_type:10}  "
-        f"{c.not_after:%Y-%m-%d}  {' '.join(c.dns_names) or c.subject}" for c in chains))
+        f"{c.not_after:%Y-%m-%d}  {shown(' '.join(c.dns_names) or c.subject)}"
+        for c in chains))
 
 
 @chain.command("show")
@@ -257,8 +186,9 @@ def chain_show(state: CliState, chain_id: str, as_json: bool) -> None:
     c = with_store(state, lambda s: s.get_chain(chain_id))
     emit(chain_view(c), as_json,
         f"id: {c.id}\naccount: {c.account_id}\npurpose: {c.purpose}\norigin: {c.origin}\n"
-        f"key type: {c.key_type}\nnames: {', '.join(c.dns_names) or '-'}\n"
-        f"subject: {c.subject}\nissuer: {c.issuer}\nvalid: {c.not_before} .. {c.not_after}\n"
+        f"key type: {c.key_type}\nnames: {shown(', '.join(c.dns_names) or '-')}\n"
+        f"subject: {shown(c.subject)}\nissuer: {shown(c.issuer)}\n"
+        f"valid: {c.not_before} .. {c.not_after}\n"
         f"sha256: {c.fingerprint_sha256}\n{c.chain_pem}")
 
 
@@ -268,7 +198,7 @@ def chain_show(state: CliState, chain_id: str, as_json: bool) -> None:
 def chain_delete(state: CliState, chain_id: str) -> None:
     """Delete a chain (it is no longer served)."""
     with_store(state, lambda s: s.delete_chain(chain_id))
-    click.echo(f"deleted {chain_id}")
+    say(f"deleted {shown(chain_id)}")
 
 
 @click.group()
@@ -285,7 +215,7 @@ def pki_show(state: CliState, account_id: str, as_json: bool) -> None:
     p = with_store(state, lambda s: s.pki(account_id))
     emit(pki_view(p), as_json,
         f"signing chain: {p.signing_chain_id or '-'}\n" + "".join(
-            f"tls {d}: {c}\n" for d, c in p.tls_bindings))
+            f"tls {shown(d)}: {shown(c)}\n" for d, c in p.tls_bindings))
 
 
 @pki.command("set-signing")
@@ -313,7 +243,7 @@ def pki_bind(state: CliState, account_id: str, domain: str, chain_id: str,
              as_json: bool) -> None:
     """Serve DOMAIN with CHAIN_ID explicitly (instead of the chain expiring last)."""
     p = with_store(state, lambda s: s.update_pki(account_id, tls_bindings={domain: chain_id}))
-    emit(pki_view(p), as_json, f"{domain} -> {chain_id}")
+    emit(pki_view(p), as_json, f"{shown(domain)} -> {shown(chain_id)}")
 
 
 @pki.command("unbind")
@@ -324,7 +254,7 @@ def pki_bind(state: CliState, account_id: str, domain: str, chain_id: str,
 def pki_unbind(state: CliState, account_id: str, domain: str, as_json: bool) -> None:
     """Remove DOMAIN's explicit binding."""
     p = with_store(state, lambda s: s.update_pki(account_id, tls_bindings={domain: None}))
-    emit(pki_view(p), as_json, f"{domain} unbound")
+    emit(pki_view(p), as_json, f"{shown(domain)} unbound")
 
 
 @click.group()
@@ -353,7 +283,7 @@ def token_issue(state: CliState, account_id: str, subject: str, audience: str | 
 @pass_state
 def token_jwks(state: CliState, account_id: str) -> None:
     """Print the account's JWKS (the public keys that verify its tokens)."""
-    click.echo(json.dumps(with_store(state, lambda s: s.jwks(account_id)), indent=2))
+    emit(with_store(state, lambda s: s.jwks(account_id)), True, "")
 
 
 @click.group()
@@ -383,7 +313,7 @@ def apikey_list(state: CliState, as_json: bool) -> None:
     emit([{"id": k.id, "role": k.role, "account_id": k.account_id,
            "created_at": k.created_at.isoformat(),
            "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None} for k in keys],
-         as_json, "\n".join(f"{k.id}  {k.role:8}  {k.account_id or '-'}  "
+         as_json, "\n".join(f"{k.id}  {k.role:8}  {shown(k.account_id or '-')}  "
                             f"{'revoked' if k.revoked_at else 'active'}" for k in keys))
 
 
@@ -393,7 +323,7 @@ def apikey_list(state: CliState, as_json: bool) -> None:
 def apikey_revoke(state: CliState, key_id: str) -> None:
     """Revoke a key at once."""
     with_store(state, lambda s: s.revoke_api_key(key_id))
-    click.echo(f"revoked {key_id}")
+    say(f"revoked {shown(key_id)}")
 
 
 def register(group: click.Group) -> None:
