@@ -258,3 +258,31 @@ async def test_every_protected_route_needs_a_valid_key(admin: AdminEnv, world: W
     for path in (f"{ACCOUNTS}/{world.b_customer.account}/jwks.json", "/api/v1/ca.pem",
                  "/healthz", "/metrics", "/api/v1/openapi.json"):
         await public.ok("GET", path)
+
+
+async def test_refused_paths_are_escaped_bounded_and_kept_from_the_victim(
+        admin: AdminEnv, world: World, caplog: pytest.LogCaptureFixture) -> None:
+    key_id, secret = world.keys["customer"]
+    api = admin.api.as_key(secret)
+    victim = world.b_customer.account
+    hostile = [f"{ACCOUNTS}/{victim}%1B%5B2J%07/chains",  # an id with a terminal escape
+               f"{ACCOUNTS}/{victim}/chains/{'c' * 2000}",  # a long path
+               f"{ACCOUNTS}/{victim}/domains/x%0D%0Aforged: line/approve"]
+    for path in hostile:
+        method = "POST" if path.endswith("/approve") else "GET"
+        (await api.call(method, path)).problem(404, "not-found")
+    records = (await admin.api.ok("GET", f"/api/v1/audit?account_id={world.a_customer.account}"
+                                          "&limit=50"))["records"]
+    targets = [r["target"] for r in records if r["key_id"] == key_id][:3]
+    assert targets[2] == f"GET {ACCOUNTS}/{victim}\\x1b[2J\\x07/chains"
+    assert len(targets[1]) == 256 and targets[1].endswith("...")
+    assert targets[0] == f"POST {ACCOUNTS}/{victim}/domains/x\\r\\nforged: line/approve"
+    victims_log = (await admin.api.ok("GET", f"/api/v1/audit?account_id={victim}&limit=1000")
+                   )["records"]
+    assert not [r for r in victims_log if r["key_id"] == key_id]
+    # the warning for a bad key escapes the path too (one log line per attempt, no forgery)
+    with caplog.at_level(logging.WARNING, logger="certgate.admin"):
+        (await admin.api.as_key("cgk_nope").get(f"{ACCOUNTS}/x%0Aforged%1B[2J")).problem(
+            401, "unauthorized")
+    (line,) = [r.getMessage() for r in caplog.records if "admin: refused" in r.getMessage()]
+    assert line.endswith(f"for GET {ACCOUNTS}/x\\nforged\\x1b[2J")
