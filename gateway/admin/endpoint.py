@@ -206,8 +206,8 @@ async def _audit_refusal(store: CertStore, endpoint: Endpoint, request: web.Requ
         log.exception("could not audit a refused %s", endpoint.audit)
 
 
-async def _audit_access_refused(store: CertStore, caller: Caller, request: web.Request,
-                                error: Exception) -> None:
+async def audit_access_refused(store: CertStore, caller: Caller, request: web.Request,
+                               error: Exception) -> None:
     """Audit a request on an account the key may not see, under the caller's account."""
     try:
         await store.record_failure(ACCESS_REFUSED, caller.key.account_id,
@@ -238,7 +238,7 @@ def bind(endpoint: Endpoint, store: CertStore, settle: Settle | None = None) -> 
                 path_account = request.match_info.get("id")
                 if caller is not None and path_account is not None and not caller.sees(
                         path_account):
-                    await _audit_access_refused(store, caller, request, e)
+                    await audit_access_refused(store, caller, request, e)
                 elif caller is not None and endpoint.audit is not None:
                     await _audit_refusal(store, endpoint, request, e)
                 raise

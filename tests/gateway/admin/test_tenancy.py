@@ -277,6 +277,12 @@ async def test_refused_paths_are_escaped_bounded_and_kept_from_the_victim(
     assert targets[2] == f"GET {ACCOUNTS}/{victim}\\x1b[2J\\x07/chains"
     assert len(targets[1]) == 256 and targets[1].endswith("...")
     assert targets[0] == f"POST {ACCOUNTS}/{victim}/domains/x\\r\\nforged: line/approve"
+    # asking for the victim's audit log is a refused access too, under the caller
+    (await api.get(f"/api/v1/audit?account_id={victim}")).problem(404, "not-found")
+    records = (await admin.api.ok("GET", f"/api/v1/audit?account_id={world.a_customer.account}"
+                                          "&limit=1"))["records"]
+    assert [(r["key_id"], r["action"], r["target"]) for r in records] == [
+        (key_id, "access.refused", "GET /api/v1/audit")]
     victims_log = (await admin.api.ok("GET", f"/api/v1/audit?account_id={victim}&limit=1000")
                    )["records"]
     assert not [r for r in victims_log if r["key_id"] == key_id]
