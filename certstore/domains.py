@@ -14,8 +14,9 @@ A domain is what SNI routes on, so taking a name is taking traffic. Two rules (i
   record ``_certgate-challenge.<name>`` holds the token given when it was added. Domains
   added by operators, vendors and the CLI are verified at once.
 
-Pending domains do not block names above or under them (a customer cannot squat a tree by
-adding names it never proves); verification checks the first rule again.
+A pending domain blocks nothing: names above or under it stay free, and a verified domain
+of the same name replaces it (a customer cannot squat names it never proves). Verification
+checks the first rule again.
 """
 
 from __future__ import annotations
@@ -69,12 +70,20 @@ class DomainOps:
         async def _account_in(self, w: Writer, account_id: str) -> Account: ...
 
     async def _check_taking(self, w: Writer, name: str, account_id: str,
-                            actor: Actor | None) -> None:
+                            actor: Actor | None, *, pending: bool) -> None:
         """Refuse ``name`` for ``account_id`` when another account holds it or a verified
-        name above or under it that ``actor`` does not administer."""
+        name above or under it that ``actor`` does not administer. Another account's
+        *pending* claim on the same name gives way to a verified domain (it proved
+        nothing); against another pending claim it stands (first come)."""
         for domain, owner, owner_parent, verified in await w.related_domains(name):
             if domain == name:
-                raise DomainTaken(name, other_account=owner != account_id)
+                if owner == account_id or verified or pending:
+                    raise DomainTaken(name, other_account=owner != account_id)
+                await w.delete_domain(owner, name)
+                await w.change("domain.removed", owner, name,
+                               "pending claim replaced by a verified domain of another "
+                               "account")
+                continue
             if owner == account_id or not verified:
                 continue
             if not administers(actor, owner, owner_parent):
@@ -85,7 +94,7 @@ class DomainOps:
         actor = current_actor()
         pending = actor is not None and actor.role == "customer"
         for name in names:
-            await self._check_taking(w, name, account_id, actor)
+            await self._check_taking(w, name, account_id, actor, pending=pending)
             await w.insert_domain(account_id, name, challenge_token() if pending else None)
 
     async def add_domain(self, account_id: str, domain: str) -> Account:
@@ -149,6 +158,10 @@ class DomainOps:
         as_account = Actor(key_id=None, role="customer", account_id=account_id)
         async with self._db.write(self._clock()) as w:
             current = await self._account_in(w, account_id)
+            if await w.pending_domain(account_id, name) not in (None, token):
+                # removed and added again meanwhile: the new claim has a new token
+                raise DomainUnverified(name, f"{name} was added again with a new token "
+                                       "while it was looked up; publish the new token")
             await self._verify(w, current, name, as_account, "dns")
         return await self.get_account(account_id)
 

@@ -211,3 +211,19 @@ async def test_a_pending_name_blocks_no_one_and_dns_cannot_take(store: CertStore
     with as_key("customer", w["cb"]), pytest.raises(DomainOwned):
         await store.verify_domain_dns(w["cb"].id, "bank.test", lookup)
     assert (await store.get_account(w["cb"].id)).pending_names == {"bank.test"}
+
+
+async def test_a_pending_claim_gives_way_to_a_verified_domain(store: CertStore) -> None:
+    w = await _world(store)
+    with as_key("customer", w["cb"]):
+        await store.add_domain(w["cb"].id, "www.bank.test")
+    with as_key("customer", w["ca"]), pytest.raises(DomainTaken):
+        await store.add_domain(w["ca"].id, "www.bank.test")  # pending vs pending: first wins
+    with as_key("vendor", w["a"]):
+        acc = await store.add_domain(w["a"].id, "www.bank.test")
+    assert "www.bank.test" in acc.domains
+    assert (await store.get_account(w["cb"].id)).pending == ()
+    (row,) = [r for r in await store.audit_log(account_ids={w["cb"].id})
+              if r.action == "domain.removed"]
+    assert (row.key_id, row.target) == ("key_vendor", "www.bank.test")
+    assert "replaced by a verified domain" in (row.detail or "")
