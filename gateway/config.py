@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from gateway.dnscheck import parse_resolver
 from gateway.errors import ConfigError
 
 ENV_CONFIG = "CERTGATE_CONFIG"
@@ -39,6 +38,18 @@ def _check_bind(value: str) -> str:
             raise ValueError(f"bind host must be an IP address or localhost, got {host!r}"
                              ) from None
     return value
+
+
+def parse_resolver(value: str) -> tuple[str, int]:
+    """``host:port`` (or ``[v6]:port``, or a bare IP for port 53) of a resolver."""
+    host, sep, port = value.rpartition(":")
+    if not sep or (host.count(":") and not host.startswith("[")):  # a bare IPv6 address
+        host, port = value, "53"
+    host = host.strip("[]")
+    ipaddress.ip_address(host)  # ValueError names the problem
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"a resolver's port must be 1-65535, got {port!r}")
+    return host, int(port)
 
 
 Bind = Annotated[str, Field(description="host:port")]

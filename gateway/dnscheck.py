@@ -9,7 +9,6 @@ without it the system's resolvers (``/etc/resolv.conf``) are used.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from typing import TYPE_CHECKING
 
@@ -22,6 +21,7 @@ import dns.resolver
 from certstore.audit import SYSTEM_ACTOR, acting_as
 from certstore.domains import TxtLookup
 from certstore.errors import CertStoreError, ChallengeLookupFailed
+from gateway.config import parse_resolver
 
 if TYPE_CHECKING:
     from certstore.store import CertStore
@@ -32,18 +32,6 @@ log = logging.getLogger("certgate.dns")
 # the check build huge strings.
 _MAX_VALUE = 1024
 _MAX_RECORDS = 64
-
-
-def parse_resolver(value: str) -> tuple[str, int]:
-    """``host:port`` (or ``[v6]:port``, or a bare IP for port 53) of a resolver."""
-    host, sep, port = value.rpartition(":")
-    if not sep or (host.count(":") and not host.startswith("[")):  # a bare IPv6 address
-        host, port = value, "53"
-    host = host.strip("[]")
-    ipaddress.ip_address(host)  # ValueError names the problem
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"a resolver's port must be 1-65535, got {port!r}")
-    return host, int(port)
 
 
 def txt_lookup(resolvers: tuple[str, ...], timeout_s: float) -> TxtLookup:

@@ -11,7 +11,6 @@ import click
 
 from certstore.model import Account
 from gateway.cli.common import CliState, emit, json_option, pass_state, say, shown, with_store
-from gateway.dnscheck import txt_lookup
 from gateway.views import account_view
 
 
@@ -113,6 +112,8 @@ def account_verify_domain(state: CliState, account_id: str, domain: str,
                           as_json: bool) -> None:
     """Look up a pending domain's DNS challenge now (through dns.resolvers); verified
     when the TXT record holds its token (audited: method=dns)."""
+    from gateway.dnscheck import txt_lookup  # dnspython only for this command (start-up)
+
     dns = state.config().dns
     lookup = txt_lookup(dns.resolvers, dns.timeout_s)
     acc = with_store(state, lambda s: s.verify_domain_dns(account_id, domain, lookup))
