@@ -20,6 +20,9 @@ from certstore.persistence.base import Database
 
 KEY_PREFIX = "cgk_"
 MAX_AUDIT_PAGE = 1000
+# Refused attempts one key gets recorded one by one per minute; the rest are counted in one
+# row. A key probing other tenants' ids cannot flood the log (or the disk) with rows.
+REFUSALS_PER_MINUTE = 20
 
 
 def hash_key(secret: str) -> str:
@@ -84,9 +87,11 @@ class AccessStore:
 
     async def record_failure(self, action: str, account_id: str | None, target: str | None,
                              reason: str) -> None:
-        """Audit a refused or failed attempt (its own transaction: the attempt rolled back)."""
+        """Audit a refused or failed attempt (its own transaction: the attempt rolled back),
+        rate-limited per key and minute (:data:`REFUSALS_PER_MINUTE`)."""
         async with self._db.write(self._clock()) as w:
-            await w.write_audit(action, account_id, target, "refused", reason)
+            await w.write_refusal(action, account_id, target, reason,
+                                  per_minute=REFUSALS_PER_MINUTE)
 
     async def record(self, action: str, account_id: str | None, target: str | None,
                      detail: str | None = None) -> None:

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
+# "system": the gateway's own background work (the DNS check of pending domains,
+# automatic renewal and expiry notices).
 Role = Literal["operator", "vendor", "customer", "cli", "system"]
 ROLES = ("operator", "vendor", "customer")
 
@@ -28,6 +30,7 @@ class Actor:
 
 
 CLI_ACTOR = Actor(key_id=None, role="cli", account_id=None)
+SYSTEM_ACTOR = Actor(key_id=None, role="system", account_id=None)
 _current: contextvars.ContextVar[Actor | None] = contextvars.ContextVar("certgate_actor",
                                                                         default=None)
 
@@ -60,6 +63,7 @@ class AuditRecord:
     target: str | None
     result: str
     detail: str | None
+    count: int = 1  # refusals this row stands for (rate-limited rows collapse into one)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

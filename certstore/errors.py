@@ -91,20 +91,78 @@ class Conflict(CertStoreError):
     http_status = 409
 
 
+OWNED_RULE = "domain-owned-by-another-account"
+
+
 class DomainTaken(Conflict):
-    """A domain already belongs to an account; it can belong to only one (SNI routes on it)."""
+    """A domain already belongs to an account; it can belong to only one (SNI routes on it).
+
+    ``rule`` is ``domain-owned-by-another-account`` when another account holds it (the
+    same rule as :class:`DomainOwned`), absent when the account itself already has it.
+    """
 
     code = "domain-taken"
 
+    def __init__(self, domain: str, *, other_account: bool = True) -> None:
+        where = "an account" if other_account else "this account"
+        super().__init__(
+            f"domain {domain!r} already belongs to {where}; a domain can belong to one "
+            "account only (remove it there first)"
+        )
+        self.domain = domain
+        self.other_account = other_account
+
+    def details(self) -> dict[str, object]:
+        out: dict[str, object] = {"names": [self.domain]}
+        if self.other_account:
+            out["rule"] = OWNED_RULE
+        return out
+
+
+class DomainOwned(Conflict):
+    """A domain is under or above a domain of another account, and the caller does not
+    administer that account (a tenant cannot take a name that belongs to another)."""
+
+    code = OWNED_RULE
+
     def __init__(self, domain: str) -> None:
         super().__init__(
-            f"domain {domain!r} already belongs to an account; a domain can belong to one "
-            "account only (remove it there first)"
+            f"domain {domain!r} is under or above a domain that belongs to another account; "
+            "only that account's administrators (its vendor, or an operator) can give it "
+            "to an account"
         )
         self.domain = domain
 
     def details(self) -> dict[str, object]:
-        return {"names": [self.domain]}
+        return {"rule": OWNED_RULE, "names": [self.domain]}
+
+
+class DomainUnverified(Conflict):
+    """A pending domain was not verified: its DNS challenge was not found (or is wrong)."""
+
+    code = "domain-unverified"
+
+    def __init__(self, domain: str, message: str) -> None:
+        super().__init__(message)
+        self.domain = domain
+
+    def details(self) -> dict[str, object]:
+        return {"rule": "domain-unverified", "names": [self.domain]}
+
+
+class ChallengeLookupFailed(CertStoreError):
+    """The resolver gave no answer for a DNS challenge (timeout, server failure): the
+    domain stays pending; try again later or check the ``dns.resolvers`` setting."""
+
+    code = "dns-lookup-failed"
+    http_status = 503
+
+
+class Forbidden(CertStoreError, PermissionError):
+    """The caller's role may not do this (a customer key approving its own domain)."""
+
+    code = "forbidden"
+    http_status = 403
 
 
 class NoSigningChain(Conflict):

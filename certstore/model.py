@@ -15,6 +15,8 @@ from certstore.errors import InvalidInput
 AccountKind = Literal["vendor", "customer"]
 ACCOUNT_KINDS: tuple[str, ...] = get_args(AccountKind)
 Origin = Literal["imported", "generated"]
+DomainStatus = Literal["verified", "pending"]
+CHALLENGE_PREFIX = "_certgate-challenge."
 MAX_ACCOUNT_NAME = 200
 
 
@@ -37,8 +39,29 @@ def check_account_name(value: str) -> str:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PendingDomain:
+    """A domain added by a customer key, not yet approved or proven through DNS.
+
+    It routes no SNI and no chain may name it until it is verified: by its vendor or an
+    operator, or by a DNS TXT record ``_certgate-challenge.<name>`` holding ``token``.
+    """
+
+    name: str
+    token: str
+
+    @property
+    def record_name(self) -> str:
+        """The DNS name of the TXT record that proves control of the domain."""
+        return CHALLENGE_PREFIX + self.name
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Account:
-    """A vendor or customer tenant and the DNS domains it owns."""
+    """A vendor or customer tenant and the DNS domains it owns.
+
+    ``domains`` are the verified domains (what SNI routes and chains may name);
+    ``pending`` are domains waiting for approval or their DNS challenge.
+    """
 
     id: str
     name: str
@@ -46,6 +69,12 @@ class Account:
     parent_id: str | None
     domains: tuple[str, ...]
     created_at: dt.datetime
+    pending: tuple[PendingDomain, ...] = ()
+
+    @property
+    def pending_names(self) -> frozenset[str]:
+        """Names of the pending domains."""
+        return frozenset(p.name for p in self.pending)
 
     def __post_init__(self) -> None:
         check_account_kind(self.kind)

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 
 import idna
 
-from certstore.errors import InvalidName
+from certstore.errors import InvalidCertificate, InvalidName
 
 # RFC 1035 / RFC 1123 host label: letters, digits, hyphen; not starting or ending in hyphen.
 _LDH_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
@@ -138,6 +138,17 @@ def allowed_for_domains(name: str, domains: frozenset[str] | set[str]) -> bool:
 def offending_names(names: Iterable[str], domains: frozenset[str] | set[str]) -> list[str]:
     """Every name in ``names`` that :func:`allowed_for_domains` refuses, in order."""
     return [n for n in names if not allowed_for_domains(n, domains)]
+
+
+def check_unverified(names: Iterable[str], pending: frozenset[str] | set[str]) -> None:
+    """Refuse names that need a pending domain (``d`` or ``*.d`` for a pending ``d``):
+    nothing is issued or imported for a domain until it is verified."""
+    bad = [n for n in names if (n[2:] if n.startswith("*.") else n) in pending]
+    if bad:
+        raise InvalidCertificate(
+            "not verified yet: " + ", ".join(bad) + "; a domain added by a customer key is "
+            "pending until its vendor or an operator approves it, or its DNS challenge is "
+            "verified", rule="domain-unverified", names=bad)
 
 
 def bound_domains(names: Iterable[str], domains: Iterable[str]) -> set[str]:

@@ -19,6 +19,7 @@ from certstore.access import AccessStore
 from certstore.authority import open_authority, seal_authority
 from certstore.ca import CertificateAuthority, Purpose, create_ca, issue_chain
 from certstore.chains import NewChain, check_names, prepare_generated, prepare_import
+from certstore.domains import DomainOps
 from certstore.errors import (
     Conflict,
     InvalidInput,
@@ -35,7 +36,7 @@ from certstore.model import (
     check_account_kind,
     check_account_name,
 )
-from certstore.names import bound_domains, normalize_domains
+from certstore.names import bound_domains, check_unverified, normalize_domains
 from certstore.persistence.base import Database, StoreHealth
 from certstore.persistence.location import Location, open_database
 from certstore.persistence.writer import Writer
@@ -63,7 +64,7 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:24]}"
 
 
-class CertStore(TrustStore, AccessStore, PkiOps, RenewalOps, SessionStore):
+class CertStore(TrustStore, AccessStore, PkiOps, DomainOps, RenewalOps, SessionStore):
     """An open store. Create with :meth:`open` (or :meth:`initialize`), then :meth:`close`."""
 
     def __init__(self, db: Database, sealer: Sealer, authority: CertificateAuthority, *,
@@ -178,8 +179,7 @@ class CertStore(TrustStore, AccessStore, PkiOps, RenewalOps, SessionStore):
                 if parent is None or parent.kind != "vendor":
                     raise InvalidInput(f"parent {parent_id!r} is not a vendor account")
             await w.insert_account(account)
-            for domain in names:
-                await w.insert_domain(account.id, domain)
+            await self._insert_domains(w, account.id, names)
             chain_id = (await self._insert_chain(w, account.id, signing)).id
             await w.set_signing(account.id, chain_id)
             await w.change("account.created", account.id, account.id)
@@ -219,25 +219,6 @@ class CertStore(TrustStore, AccessStore, PkiOps, RenewalOps, SessionStore):
             await w.delete_account(account_id)
             await w.change("account.deleted", account_id, account_id)
 
-    async def add_domain(self, account_id: str, domain: str) -> Account:
-        """Give a domain to an account (refused if any account owns it)."""
-        (name,) = normalize_domains([domain])
-        async with self._db.write(self._clock()) as w:
-            await self._account_in(w, account_id)
-            await w.insert_domain(account_id, name)
-            await w.change("domain.added", account_id, name)
-        return await self.get_account(account_id)
-
-    async def remove_domain(self, account_id: str, domain: str) -> Account:
-        """Remove a domain; chains naming it stop being served for it."""
-        (name,) = normalize_domains([domain])
-        async with self._db.write(self._clock()) as w:
-            await self._account_in(w, account_id)
-            if not await w.delete_domain(account_id, name):
-                raise NotFound("domain", name)
-            await w.change("domain.removed", account_id, name)
-        return await self.get_account(account_id)
-
     # -- chains ------------------------------------------------------------------------------
 
     async def import_chain(self, account_id: str, data: bytes, password: bytes | None, *,
@@ -249,10 +230,13 @@ class CertStore(TrustStore, AccessStore, PkiOps, RenewalOps, SessionStore):
         another chain for those names expires later (replacing a compromised chain).
         """
         account = await self.get_account(account_id)
+        # Pending domains pass the ownership rule here, to be refused by name just below.
         new = await asyncio.to_thread(prepare_import, data=data, password=password,
-                                      domains=frozenset(account.domains), now=self._clock())
+                                      domains=frozenset(account.domains) | account.pending_names,
+                                      now=self._clock())
         async with self._db.write(self._clock()) as w:
             current = await self._account_in(w, account_id)
+            check_unverified(new.dns_names, current.pending_names)
             check_names(new.leaf, frozenset(current.domains))  # domains may have changed
             stored = next((c for c in await w.chains(account_id)
                            if c.fingerprint_sha256 == new.leaf.fingerprint_sha256), None)
@@ -283,6 +267,7 @@ class CertStore(TrustStore, AccessStore, PkiOps, RenewalOps, SessionStore):
             if domain is None:
                 raise InvalidInput("a TLS chain needs one of the account's domains")
             (name,) = normalize_domains([domain])
+            check_unverified([name], account.pending_names)
             if name not in account.domains:
                 raise InvalidName(f"{name!r} is not a domain of the account", names=[name])
             new = await self._generate("tls", name, name, kt)

@@ -65,6 +65,18 @@ def _check_bind(value: str) -> str:
     return value
 
 
+def parse_resolver(value: str) -> tuple[str, int]:
+    """``host:port`` (or ``[v6]:port``, or a bare IP for port 53) of a resolver."""
+    host, sep, port = value.rpartition(":")
+    if not sep or (host.count(":") and not host.startswith("[")):  # a bare IPv6 address
+        host, port = value, "53"
+    host = host.strip("[]")
+    ipaddress.ip_address(host)  # ValueError names the problem
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"a resolver's port must be 1-65535, got {port!r}")
+    return host, int(port)
+
+
 Bind = Annotated[str, Field(description="host:port")]
 
 
@@ -243,6 +255,27 @@ class LifecycleConfig(_Model):
         return parse_duration(self.check_interval).total_seconds()
 
 
+class DnsConfig(_Model):
+    """How DNS challenges of pending domains are checked."""
+
+    # host:port of the resolvers to ask; empty: the system's (/etc/resolv.conf).
+    resolvers: tuple[str, ...] = ()
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
+    # Pending domains are checked this often by each gateway process; 0: only on request.
+    check_interval_s: float = Field(default=300.0, ge=0)
+
+    @field_validator("resolvers")
+    @classmethod
+    def _resolvers(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for item in v:
+            try:
+                parse_resolver(item)
+            except ValueError as e:
+                raise ValueError(f"a resolver is host:port with an IP address, got {item!r}: "
+                                 f"{e}") from None
+        return v
+
+
 class Config(_Model):
     """The whole configuration."""
 
@@ -254,6 +287,7 @@ class Config(_Model):
                                   pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
     token_issuer: str = "certgate"
     ca: CaConfig = CaConfig()
+    dns: DnsConfig = DnsConfig()
     listeners: tuple[ListenerConfig, ...] = ()
     admin: AdminConfig | None = None
     context_cache_size: int = Field(default=16384, gt=0)

@@ -154,6 +154,13 @@ class Gateway:
             self.spawn(self._publish_metrics(self._share))
         self._lifecycle = Lifecycle(self.store, self.config.lifecycle, self.metrics)
         self.spawn(self._lifecycle.run())
+        # Imported here: dnspython costs ~0.25 s of start-up that CLI commands never need.
+        from gateway.dnscheck import check_pending_forever, txt_lookup
+
+        dns = self.config.dns
+        if dns.check_interval_s > 0:
+            self.spawn(check_pending_forever(
+                self.store, txt_lookup(dns.resolvers, dns.timeout_s), dns.check_interval_s))
         # What start-up built (modules, the snapshot) lives as long as the process: keep it
         # out of the collector's scans, which otherwise walk it again and again while
         # connections churn short-lived objects.
@@ -246,9 +253,13 @@ class Gateway:
                                                        ip_addresses=_bind_ips([bind]),
                                                        key_type="ecdsa-p256")
         ctx = admin_context(served, key)
+        from gateway.dnscheck import txt_lookup
+
         app = create_app(self.metrics, self.store,
                          max_upload_bytes=self.config.admin.max_upload_bytes,
-                         settle=self.settle, session_ttl_s=self.config.admin.session_ttl_s)
+                         settle=self.settle, session_ttl_s=self.config.admin.session_ttl_s,
+                         lookup=txt_lookup(self.config.dns.resolvers,
+                                           self.config.dns.timeout_s))
         # No access log, and server errors without request bytes: admin requests carry API
         # keys and uploads (the audit log records who did what).
         self._admin = web.AppRunner(app, access_log=None, logger=SERVER_LOG)

@@ -29,11 +29,23 @@ def _time(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
+def domain_status(account: Account) -> list[dict[str, Any]]:
+    """Every domain of the account with its status; a pending one with the DNS challenge
+    to publish (a TXT record at ``challenge.name`` holding ``challenge.value``)."""
+    out: list[dict[str, Any]] = [{"name": d, "status": "verified", "challenge": None}
+                                 for d in account.domains]
+    out += [{"name": p.name, "status": "pending",
+             "challenge": {"type": "TXT", "name": p.record_name, "value": p.token}}
+            for p in account.pending]
+    return sorted(out, key=lambda d: str(d["name"]))
+
+
 def account_view(account: Account) -> dict[str, Any]:
-    """An account with its domains."""
+    """An account with its domains: ``domains`` are the verified ones (what it serves),
+    ``domain_status`` lists all, pending ones with their DNS challenge."""
     return {"id": account.id, "name": account.name, "kind": account.kind,
             "parent_id": account.parent_id, "domains": list(account.domains),
-            "created_at": _time(account.created_at)}
+            "domain_status": domain_status(account), "created_at": _time(account.created_at)}
 
 
 def trusted_ca_view(ca: TrustedCA, *, with_pem: bool = True) -> dict[str, Any]:

@@ -36,7 +36,8 @@ TABLES: tuple[Table, ...] = (
     Table(name="meta", columns=("key", "value"), order_by="key"),
     Table(name="accounts", columns=("id", "name", "kind", "parent_id", "created_at"),
           order_by="rowid"),
-    Table(name="domains", columns=("name", "account_id"), order_by="name"),
+    Table(name="domains", columns=("name", "account_id", "status", "challenge_token"),
+          order_by="name"),
     Table(name="chains", columns=(*CHAIN_COLUMNS.split(", "), "sealed_key"),
           order_by="rowid"),
     Table(name="pki_settings", columns=("account_id", "signing_chain_id"),
@@ -52,9 +53,16 @@ TABLES: tuple[Table, ...] = (
     Table(name="api_keys", columns=("id", "role", "account_id", "key_hash", "created_at",
                                     "revoked_at"), order_by="rowid"),
     Table(name="audit", columns=("seq", "at", "key_id", "role", "account_id", "action",
-                                 "target", "result", "detail"), order_by="seq"),
+                                 "target", "result", "detail", "count"), order_by="seq"),
+    Table(name="renewals", columns=("old_chain_id", "new_chain_id", "renewed_at"),
+          order_by="old_chain_id"),
+    Table(name="expiry_notices", columns=("chain_id", "stage", "sent_at"),
+          order_by="chain_id, stage"),
+    Table(name="admin_sessions", columns=("id_hash", "key_id", "created_at", "expires_at"),
+          order_by="id_hash"),
 )
-"""The store's data (``nodes`` is not data: each node writes its own row)."""
+"""The store's data (``nodes`` and ``leases`` are not data: each node writes its own row,
+and a lease is held by a running process)."""
 TABLE_NAMES = frozenset(t.name for t in TABLES)
 
 

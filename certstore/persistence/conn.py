@@ -27,8 +27,9 @@ class Dialect:
     """The SQL fragments that differ between backends."""
 
     name: str
-    json_array_agg: str
-    """An aggregate over ``name`` giving a JSON array as text (``[]`` for no rows)."""
+    json_domains_agg: str
+    """An aggregate over a domain's ``name``, ``status`` and ``challenge_token`` giving a
+    JSON array of ``[name, status, token]`` as text (``[]`` for no rows)."""
 
     def in_list(self, column: str, values: Sequence[str]) -> tuple[str, list[Any]]:
         """``column`` is one of ``values``: a condition and its arguments."""
@@ -38,9 +39,11 @@ class Dialect:
         return f"{column} IN ({','.join('?' * len(values))})", list(values)
 
 
-SQLITE = Dialect(name="sqlite", json_array_agg="json_group_array(name)")
+SQLITE = Dialect(name="sqlite", json_domains_agg="json_group_array(json_array(name, status, "
+                                                  "challenge_token))")
 POSTGRESQL = Dialect(name="postgresql",
-                     json_array_agg="COALESCE(json_agg(name ORDER BY name), '[]'::json)")
+                     json_domains_agg="COALESCE(json_agg(json_build_array(name, status, "
+                                      "challenge_token) ORDER BY name), '[]'::json)")
 
 
 class Conn(Protocol):

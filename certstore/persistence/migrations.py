@@ -266,6 +266,20 @@ MIGRATIONS: tuple[Migration, ...] = (
     );
     CREATE INDEX admin_sessions_by_expiry ON admin_sessions(expires_at);
     """),
+    # A domain added by a customer key is pending until approved or proven through DNS
+    # (status, challenge token); refused requests repeated by one key within a minute share
+    # one audit row (count), found by key and time.
+    Migration(version=7, sqlite="""
+    ALTER TABLE domains ADD COLUMN status TEXT NOT NULL DEFAULT 'verified';
+    ALTER TABLE domains ADD COLUMN challenge_token TEXT;
+    ALTER TABLE audit ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+    CREATE INDEX audit_by_key ON audit(key_id, at);
+    """, postgresql="""
+    ALTER TABLE domains ADD COLUMN status ctext NOT NULL DEFAULT 'verified';
+    ALTER TABLE domains ADD COLUMN challenge_token ctext;
+    ALTER TABLE audit ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+    CREATE INDEX audit_by_key ON audit(key_id, at);
+    """),
 )
 LATEST = MIGRATIONS[-1].version
 

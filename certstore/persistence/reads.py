@@ -13,7 +13,7 @@ from typing import Any
 
 from certstore.audit import ApiKey, AuditRecord
 from certstore.lifecycle import ChainDates
-from certstore.model import Account, Chain, Change, PkiSettings, TrustedCA
+from certstore.model import Account, Chain, Change, PendingDomain, PkiSettings, TrustedCA
 from certstore.persistence.conn import Conn, Row
 
 CHAIN_COLUMNS = ("id, account_id, purpose, origin, key_type, dns_names, subject, issuer, "
@@ -34,6 +34,15 @@ def _chain(row: Sequence[Any]) -> Chain:
                  dns_names=tuple(json.loads(row[5])), subject=row[6], issuer=row[7],
                  serial=row[8], not_before=_dt(row[9]), not_after=_dt(row[10]),
                  fingerprint_sha256=row[11], chain_pem=row[12], created_at=_dt(row[13]))
+
+
+def _account(row: Sequence[Any]) -> Account:
+    domains = json.loads(row[5])  # [[name, status, token], ...]
+    verified = sorted(d[0] for d in domains if d[1] == "verified")
+    pending = sorted((d[0], d[2] or "") for d in domains if d[1] != "verified")
+    return Account(id=row[0], name=row[1], kind=row[2], parent_id=row[3],
+                   domains=tuple(verified), created_at=_dt(row[4]),
+                   pending=tuple(PendingDomain(name=n, token=t) for n, t in pending))
 
 
 def _api_key(row: Sequence[Any]) -> ApiKey:
@@ -68,16 +77,14 @@ class Reads:
         """Accounts with their domains, all or those in ``ids``, ordered by creation."""
         # One statement (one thread hop): the domains come as a JSON array per account.
         sql = (f"SELECT id, name, kind, parent_id, created_at, (SELECT "
-               f"{self._conn.dialect.json_array_agg} FROM domains WHERE domains.account_id "
+               f"{self._conn.dialect.json_domains_agg} FROM domains WHERE domains.account_id "
                "= accounts.id) FROM accounts")
         args: list[Any] = []
         if ids is not None:
             cond, args = self._in("id", ids)
             sql += " WHERE " + cond
         rows = await self._all(sql + " ORDER BY rowid", args)
-        return [Account(id=r[0], name=r[1], kind=r[2], parent_id=r[3],
-                        domains=tuple(sorted(json.loads(r[5]))), created_at=_dt(r[4]))
-                for r in rows]
+        return [_account(r) for r in rows]
 
     async def account(self, account_id: str) -> Account | None:
         """One account, or None."""
@@ -88,6 +95,32 @@ class Reads:
         """The account owning ``domain``."""
         row = await self._one("SELECT account_id FROM domains WHERE name = ?", (domain,))
         return None if row is None else str(row[0])
+
+    async def related_domains(self, name: str) -> list[tuple[str, str, str | None, bool]]:
+        """Domains equal to ``name``, above it (its parents) or under it, as (domain,
+        owning account, that account's vendor, verified)."""
+        labels = name.split(".")
+        parents = [".".join(labels[i:]) for i in range(len(labels) - 1)]
+        # LDH names hold no LIKE wildcard but '_' could come from an old row: escape both.
+        under = "%." + name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        cond, args = self._in("d.name", parents)
+        rows = await self._all(
+            "SELECT d.name, d.account_id, a.parent_id, d.status FROM domains d "
+            "JOIN accounts a ON a.id = d.account_id "
+            f"WHERE {cond} OR d.name LIKE ? ESCAPE '\\'", [*args, under])
+        return [(r[0], r[1], r[2], r[3] == "verified") for r in rows]
+
+    async def pending_domain(self, account_id: str, name: str) -> str | None:
+        """The challenge token of a pending domain of the account, or None."""
+        row = await self._one("SELECT challenge_token FROM domains WHERE name = ? AND "
+                              "account_id = ? AND status = 'pending'", (name, account_id))
+        return None if row is None else str(row[0] or "")
+
+    async def pending_domains(self, limit: int = 1000) -> list[tuple[str, str]]:
+        """(account id, name) of pending domains, oldest rows first (for a DNS sweep)."""
+        rows = await self._all("SELECT account_id, name FROM domains WHERE status = 'pending' "
+                               "ORDER BY name LIMIT ?", (limit,))
+        return [(r[0], r[1]) for r in rows]
 
     async def customers_of(self, vendor_id: str) -> list[str]:
         """Ids of the customer accounts belonging to a vendor."""
@@ -216,13 +249,14 @@ class Reads:
         if before_seq is not None:
             where.append("seq < ?")
             args.append(before_seq)
-        sql = ("SELECT seq, at, key_id, role, account_id, action, target, result, detail "
-               "FROM audit")
+        sql = ("SELECT seq, at, key_id, role, account_id, action, target, result, detail, "
+               "count FROM audit")
         if where:
             sql += " WHERE " + " AND ".join(where)
         rows = await self._all(sql + " ORDER BY seq DESC LIMIT ?", [*args, limit])
         return [AuditRecord(seq=r[0], at=_dt(r[1]), key_id=r[2], role=r[3], account_id=r[4],
-                            action=r[5], target=r[6], result=r[7], detail=r[8]) for r in rows]
+                            action=r[5], target=r[6], result=r[7], detail=r[8], count=r[9])
+                for r in rows]
 
     async def chain_dates(self) -> list[ChainDates]:
         """Every chain still in service (renewed ones left out), as the slim rows a

@@ -12,6 +12,13 @@ from certstore.errors import DomainTaken
 from certstore.model import Account, Chain, TrustedCA
 from certstore.persistence.conn import Conn, IntegrityViolation
 from certstore.persistence.reads import CHAIN_COLUMNS, Reads, ts_text
+from certstore.text import escaped
+
+# Audit text is escaped and bounded here, whoever wrote it: a request path or a name from
+# a certificate must not carry terminal escapes into whatever later shows the log.
+MAX_AUDIT_TARGET = 256
+MAX_AUDIT_DETAIL = 1000
+RATE_LIMITED = "audit.rate_limited"
 
 
 class Writer(Reads):
@@ -26,8 +33,8 @@ class Writer(Reads):
     async def _exec(self, sql: str, args: Sequence[Any] = ()) -> int:
         return await self._conn.execute(sql, args)
 
-    async def change(self, kind: str, account_id: str | None, entity_id: str | None, *,
-                     audit: bool = True) -> None:
+    async def change(self, kind: str, account_id: str | None, entity_id: str | None,
+                     detail: str | None = None, *, audit: bool = True) -> None:
         """Append to the change feed and, when someone is acting, to the audit log (same
         transaction as the mutation); ``audit=False`` when the caller wrote a richer one."""
         rows = await self._conn.fetch(
@@ -39,7 +46,7 @@ class Writer(Reads):
         # hears of exactly the committed changes.
         await self._conn.notify(seq)
         if audit and current_actor() is not None:
-            await self.write_audit(kind, account_id, entity_id, "ok")
+            await self.write_audit(kind, account_id, entity_id, "ok", detail)
 
     async def write_audit(self, action: str, account_id: str | None, target: str | None,
                     result: str, detail: str | None = None) -> None:
@@ -47,8 +54,34 @@ class Writer(Reads):
         actor = current_actor() or CLI_ACTOR
         await self._exec("INSERT INTO audit (at, key_id, role, account_id, action, target, "
                          "result, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                         (ts_text(self.now), actor.key_id, actor.role, account_id, action, target,
-                          result, detail))
+                         (ts_text(self.now), actor.key_id, actor.role, account_id, action,
+                          None if target is None else escaped(target, MAX_AUDIT_TARGET),
+                          result, None if detail is None else escaped(detail, MAX_AUDIT_DETAIL)))
+
+    async def write_refusal(self, action: str, account_id: str | None, target: str | None,
+                            reason: str, *, per_minute: int) -> None:
+        """Audit a refused attempt, at most ``per_minute`` rows per key and minute: past
+        that, one ``audit.rate_limited`` row of the key's own account counts the rest."""
+        actor = current_actor() or CLI_ACTOR
+        if actor.key_id is None:
+            await self.write_audit(action, account_id, target, "refused", reason)
+            return
+        minute = ts_text(self.now.replace(second=0, microsecond=0))
+        row = await self._one("SELECT COUNT(*) FROM audit WHERE key_id = ? AND at >= ? AND "
+                              "result = 'refused'", (actor.key_id, minute))
+        if row is None or int(row[0]) < per_minute:
+            await self.write_audit(action, account_id, target, "refused", reason)
+            return
+        summary = await self._one("SELECT seq FROM audit WHERE key_id = ? AND at >= ? AND "
+                                  "action = ? ORDER BY seq DESC LIMIT 1",
+                                  (actor.key_id, minute, RATE_LIMITED))
+        if summary is not None:
+            await self._exec("UPDATE audit SET count = count + 1 WHERE seq = ?", (summary[0],))
+            return
+        await self.write_audit(RATE_LIMITED, actor.account_id, None, "suppressed",
+                               f"more than {per_minute} refused requests by this key in the "
+                               f"minute from {minute}; count = refusals not recorded one by "
+                               "one")
 
     async def insert_api_key(self, key: ApiKey, key_hash: str) -> None:
         """Store a new API key by its hash."""
@@ -113,13 +146,24 @@ class Writer(Reads):
                          (account_id,))
         await self._exec("DELETE FROM accounts WHERE id = ?", (account_id,))
 
-    async def insert_domain(self, account_id: str, domain: str) -> None:
-        """Give a domain to an account; :class:`DomainTaken` if any account owns it."""
+    async def insert_domain(self, account_id: str, domain: str,
+                            challenge_token: str | None = None) -> None:
+        """Give a domain to an account, pending when it has a ``challenge_token``;
+        :class:`DomainTaken` if any account owns it."""
         try:
-            await self._exec("INSERT INTO domains (name, account_id) VALUES (?, ?)",
-                             (domain, account_id))
+            await self._exec("INSERT INTO domains (name, account_id, status, challenge_token) "
+                             "VALUES (?, ?, ?, ?)",
+                             (domain, account_id,
+                              "verified" if challenge_token is None else "pending",
+                              challenge_token))
         except IntegrityViolation as e:
             raise DomainTaken(domain) from e
+
+    async def verify_domain(self, account_id: str, domain: str) -> int:
+        """Mark a pending domain verified; returns the number of rows changed (0 or 1)."""
+        return await self._exec("UPDATE domains SET status = 'verified', challenge_token = NULL "
+                                "WHERE name = ? AND account_id = ? AND status = 'pending'",
+                                (domain, account_id))
 
     async def delete_domain(self, account_id: str, domain: str) -> int:
         """Remove a domain from an account; returns the number of rows removed."""

@@ -4,18 +4,24 @@ Who may create what (issue 4, "Who may do what"): an operator creates any accoun
 key creates customer accounts under its own vendor account only; a customer key creates
 none. Deleting an account is for an operator or the vendor of a customer: a key never
 deletes the account it belongs to (which would also delete the key itself).
+
+Domains (issue 10, rules in :mod:`certstore.domains`): a domain a customer key adds is
+pending until its vendor or an operator approves it (``.../approve``) or its DNS challenge
+is found (``.../verify``, through the configured resolvers).
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from certstore.domains import TxtLookup
 from gateway.admin.endpoint import Call, Endpoint
 from gateway.admin.models import AccountCreate, AccountList, AccountOut, AccountPatch, DomainAdd
 from gateway.admin.problems import Problem
 from gateway.views import account_view
 
 BASE = "/api/v1/accounts"
+TXT_LOOKUP: web.AppKey[TxtLookup] = web.AppKey("certgate_txt_lookup")
 
 
 def _created(body: object, location: str) -> web.Response:
@@ -87,6 +93,23 @@ async def remove_domain(call: Call) -> web.Response:
     return web.json_response(account_view(account))
 
 
+async def approve_domain(call: Call) -> web.Response:
+    """Verify a pending domain by decision (its vendor or an operator; not a customer)."""
+    if call.me.key.role == "customer":
+        raise Problem(403, "forbidden", "a customer key cannot approve domains: ask your "
+                      "vendor or an operator, or publish the DNS challenge and call verify")
+    account = await call.store.approve_domain(call.account_id, call.param("domain"))
+    return web.json_response(account_view(account))
+
+
+async def verify_domain(call: Call) -> web.Response:
+    """Look up a pending domain's DNS challenge now; verified when the token is there."""
+    lookup = call.request.app[TXT_LOOKUP]
+    account = await call.store.verify_domain_dns(call.account_id, call.param("domain"),
+                                                 lookup)
+    return web.json_response(account_view(account))
+
+
 ENDPOINTS = (
     Endpoint(method="POST", path=BASE, handler=create_account, status=201,
              response=AccountOut, body=AccountCreate, audit="account.created",
@@ -108,4 +131,12 @@ ENDPOINTS = (
     Endpoint(method="DELETE", path=BASE + "/{id}/domains/{domain}", handler=remove_domain,
              status=200, response=AccountOut, audit="domain.removed", errors=(422,),
              summary="Remove a domain from an account"),
+    Endpoint(method="POST", path=BASE + "/{id}/domains/{domain}/approve",
+             handler=approve_domain, status=200, response=AccountOut,
+             audit="domain.verified", errors=(403, 409, 422),
+             summary="Approve a pending domain (its vendor or an operator)"),
+    Endpoint(method="POST", path=BASE + "/{id}/domains/{domain}/verify",
+             handler=verify_domain, status=200, response=AccountOut,
+             audit="domain.verified", errors=(409, 422, 503),
+             summary="Verify a pending domain through its DNS TXT challenge now"),
 )

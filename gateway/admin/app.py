@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from certstore.domains import TxtLookup
 from certstore.store import CertStore
 from gateway.admin import accounts, audit_log, chains, cluster, lifecycle, pki, trusted_cas
 from gateway.admin import web as web_page
@@ -106,14 +107,22 @@ def router_path(path: str, paths: Iterable[str]) -> str:
 
 def create_app(m: Metrics, store: CertStore, *, max_upload_bytes: int,
                settle: Settle | None = None,
-               session_ttl_s: int = DEFAULT_SESSION_TTL_S) -> web.Application:
+               session_ttl_s: int = DEFAULT_SESSION_TTL_S,
+               lookup: TxtLookup | None = None) -> web.Application:
     """The admin application over ``store``; request bodies are capped at
     ``max_upload_bytes`` (413 past it). ``settle``, when given, is awaited after every
     successful mutation, so the caller's next handshake is served from the new state.
-    The admin page signs in for ``session_ttl_s`` seconds."""
+    The admin page signs in for ``session_ttl_s`` seconds. ``lookup`` reads DNS challenges
+    (default: the system's resolvers)."""
     app = web.Application(client_max_size=max_upload_bytes,
                           middlewares=[problem_middleware(max_upload_bytes)])
     app[METRICS_KEY] = m
+    if lookup is None:
+        # Imported here: dnspython costs ~0.25 s of start-up that CLI commands never need.
+        from gateway.dnscheck import txt_lookup
+
+        lookup = txt_lookup((), 5.0)
+    app[accounts.TXT_LOOKUP] = lookup
     app[MAX_UPLOAD] = max_upload_bytes
     paths = [endpoint.path for endpoint in ENDPOINTS]
     for endpoint in ENDPOINTS:

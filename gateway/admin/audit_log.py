@@ -12,7 +12,7 @@ import datetime as dt
 from aiohttp import web
 
 from certstore.audit import AuditRecord
-from gateway.admin.endpoint import Call, Endpoint
+from gateway.admin.endpoint import Call, Endpoint, audit_access_refused
 from gateway.admin.models import AuditPage, AuditQuery
 from gateway.admin.problems import not_found
 
@@ -25,7 +25,8 @@ def record_view(record: AuditRecord) -> dict[str, object]:
     """One audit record as JSON."""
     return {"seq": record.seq, "at": _time(record.at), "key_id": record.key_id,
             "role": record.role, "account_id": record.account_id, "action": record.action,
-            "target": record.target, "result": record.result, "detail": record.detail}
+            "target": record.target, "result": record.result, "detail": record.detail,
+            "count": record.count}
 
 
 async def list_audit(call: Call) -> web.Response:
@@ -35,7 +36,10 @@ async def list_audit(call: Call) -> web.Response:
     accounts: set[str] | None = None if visible is None else set(visible)
     if query.account_id is not None:
         if not call.me.sees(query.account_id):
-            raise not_found("account", query.account_id)
+            # Another tenant's log asked for: recorded under the caller, like any route.
+            refused = not_found("account", query.account_id)
+            await audit_access_refused(call.store, call.me, call.request, refused)
+            raise refused
         accounts = {query.account_id}
     records = await call.store.audit_log(account_ids=accounts, since=query.since,
                                          until=query.until, limit=query.limit,

@@ -10,7 +10,11 @@ the same sequence to every request:
 3. run the handler as the key's actor (``acting_as``), so every store mutation writes its
    audit record in its own transaction;
 4. on any failure of a mutation, audit the refused attempt (``record_failure``), with the
-   error's code and data but never the request body.
+   error's code and data but never the request body. A request naming an account the key
+   may not see (another tenant's, or none) is audited as ``access.refused`` under the
+   *caller's* account, on every route: the other tenant's log never shows it, and the
+   caller's log reads the same for a missing id and another tenant's. The store
+   rate-limits refused rows per key and minute.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pydantic import BaseModel, ValidationError
 from certstore.audit import ApiKey, acting_as
 from certstore.persistence.conn import tracking_changes
 from certstore.store import CertStore
+from certstore.text import escaped
 from gateway.admin.problems import (
     Problem,
     invalid_request,
@@ -44,7 +49,8 @@ log = logging.getLogger("certgate.admin")
 MAX_UPLOAD = web.AppKey("certgate_max_upload_bytes", int)
 M = TypeVar("M", bound=BaseModel)
 Upload = Literal["pkcs12", "certificates"]
-_MAX_AUDIT_TEXT = 300
+_MAX_AUDIT_TEXT = 256
+ACCESS_REFUSED = "access.refused"
 WAIT_PARAM = "wait"
 CHANGE_ID_HEADER = "Certgate-Change-Id"
 FLEET_PENDING_HEADER = "Certgate-Fleet-Pending"
@@ -165,8 +171,8 @@ def _refused(request: web.Request, what: str) -> None:
     """A log line per refused credential, for the operator's alerting (fail2ban and the
     like). Not an audit record: those are database rows, and anyone can send bad keys. The
     secret itself is never logged."""
-    log.warning("admin: refused %s from %s for %s %s", what, request.remote, request.method,
-                request.path)
+    log.warning("admin: refused %s from %s for %s", what, request.remote,
+                _request_line(request))
 
 
 def _wait_mode(request: web.Request) -> str:
@@ -194,8 +200,13 @@ def _query(request: web.Request, model: type[BaseModel]) -> BaseModel:
 
 
 def _clean(text: str) -> str:
-    """A path value fit for an audit record: printable, bounded."""
-    return "".join(ch if ch.isprintable() else "?" for ch in text)[:_MAX_AUDIT_TEXT]
+    """A path value fit for an audit record or a log line: escaped, bounded."""
+    return escaped(text, _MAX_AUDIT_TEXT)
+
+
+def _request_line(request: web.Request) -> str:
+    """``METHOD /path`` as decoded by the server, escaped and bounded."""
+    return _clean(f"{request.method} {request.path}")
 
 
 def _reason(error: Exception, limit: int) -> str:
@@ -224,6 +235,17 @@ async def _audit_refusal(store: CertStore, endpoint: Endpoint, request: web.Requ
         log.exception("could not audit a refused %s", endpoint.audit)
 
 
+async def audit_access_refused(store: CertStore, caller: Caller, request: web.Request,
+                               error: Exception) -> None:
+    """Audit a request on an account the key may not see, under the caller's account."""
+    try:
+        await store.record_failure(ACCESS_REFUSED, caller.key.account_id,
+                                   _request_line(request),
+                                   _reason(error, request.app[MAX_UPLOAD]))
+    except Exception:  # the refusal itself must still reach the client
+        log.exception("could not audit a refused access")
+
+
 def bind(endpoint: Endpoint, store: CertStore, settle: Settle | None = None) -> Handler:
     """The aiohttp handler running ``endpoint`` with authentication, visibility and audit;
     after a successful mutation it awaits ``settle`` (see :func:`create_app`)."""
@@ -245,7 +267,11 @@ def bind(endpoint: Endpoint, store: CertStore, settle: Settle | None = None) -> 
                 response = await endpoint.handler(Call(request=request, store=store,
                                                        caller=caller, body=body, query=query))
             except Exception as e:
-                if caller is not None and mutation:
+                path_account = request.match_info.get("id")
+                if caller is not None and path_account is not None and not caller.sees(
+                        path_account):
+                    await audit_access_refused(store, caller, request, e)
+                elif caller is not None and mutation:
                     await _audit_refusal(store, endpoint, request, e)
                 raise
         if mutation and settle is not None and not await settle():

@@ -128,14 +128,32 @@ class AuditQuery(BaseModel):
 
 # -- responses -----------------------------------------------------------------------------
 
+class ChallengeOut(ResponseModel):
+    """The DNS record that proves control of a pending domain."""
+
+    type: Literal["TXT"]
+    name: str = Field(description="The record's name: _certgate-challenge.<domain>.")
+    value: str = Field(description="The token the TXT record must hold.")
+
+
+class DomainStatusOut(ResponseModel):
+    """One domain of an account and whether it is verified."""
+
+    name: str
+    status: Literal["verified", "pending"]
+    challenge: ChallengeOut | None
+
+
 class AccountOut(ResponseModel):
-    """An account with its domains."""
+    """An account with its domains: ``domains`` are the verified ones (the names it may
+    serve), ``domain_status`` lists every domain, pending ones with their DNS challenge."""
 
     id: str
     name: str
     kind: Literal["vendor", "customer"]
     parent_id: str | None
     domains: list[str]
+    domain_status: list[DomainStatusOut]
     created_at: dt.datetime
 
 
@@ -254,6 +272,8 @@ class AuditRecordOut(ResponseModel):
     target: str | None
     result: str
     detail: str | None
+    count: int = Field(description="Refusals this record stands for (1, or more for a "
+                       "rate-limited audit.rate_limited record).")
 
 
 class AuditPage(ResponseModel):

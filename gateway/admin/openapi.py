@@ -31,7 +31,8 @@ _ERROR_TEXT = {
     415: "Unsupported media type",
     412: "If-Match names an older version: read again and retry",
     422: "Invalid input; certificate refusals name the rule and the offending names",
-    503: "The store's database is unreachable (PostgreSQL outage); retry after Retry-After",
+    503: "The store's database is unreachable (PostgreSQL outage), or the DNS resolvers gave "
+         "no answer (dns.resolvers in the config); retry after Retry-After",
 }
 _PARAM_TEXT = {
     "id": "Account id",

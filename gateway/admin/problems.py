@@ -42,6 +42,8 @@ TITLES: dict[str, str] = {
     "invalid-certificate": "Certificate refused",
     "conflict": "Conflict with the current state",
     "domain-taken": "Domain belongs to another account",
+    "domain-owned-by-another-account": "Domain is under or above another account's domain",
+    "domain-unverified": "Domain not verified",
     "no-signing-chain": "No signing chain chosen",
     "store-setup": "Certificate store unavailable",
     "store-unavailable": "Certificate store temporarily unreachable",

@@ -84,13 +84,30 @@ def pass_state(f: Callable[..., T]) -> Callable[..., T]:
                         help=CONFIG_HELP)(wrapper)
 
 
+def shown(value: object) -> str:
+    """A value taken from a certificate or a user, fit for one line of a terminal: every
+    control character escaped, newlines included (see :mod:`certstore.text`)."""
+    from certstore.text import escaped
+
+    return escaped(str(value))
+
+
+def say(text: str, *, err: bool = False, nl: bool = True) -> None:
+    """Print text built by the program: whatever values it holds, no control character
+    but the newline reaches the terminal (the last line of defence: values should also go
+    through :func:`shown`)."""
+    from certstore.text import escaped
+
+    click.echo(escaped(text, keep_newlines=True), err=err, nl=nl)
+
+
 def fail(message: str, *, details: dict[str, Any] | None = None) -> NoReturn:
     """Print a refusal on stderr and exit non-zero."""
-    click.echo(f"error: {message}", err=True)
+    say(f"error: {shown(message)}", err=True)
     for key, value in (details or {}).items():
         if isinstance(value, list):
-            value = ", ".join(str(v) for v in value)
-        click.echo(f"  {key}: {value}", err=True)
+            value = ", ".join(shown(v) for v in value)
+        say(f"  {key}: {shown(value)}", err=True)
     sys.exit(1)
 
 
@@ -165,11 +182,13 @@ async def _wait_for_fleet(store: CertStore, seq: int) -> None:
 
 
 def emit(data: Any, as_json: bool, text: str) -> None:
-    """Print ``data`` as JSON, or ``text`` for a person."""
+    """Print ``data`` as JSON, or ``text`` for a person. JSON escapes every control
+    character and non-ASCII character (``ensure_ascii``); ``text`` goes through
+    :func:`say`."""
     if as_json:
-        click.echo(json.dumps(data, indent=2))
+        click.echo(json.dumps(data, indent=2, ensure_ascii=True))
     elif text:
-        click.echo(text, nl=not text.endswith("\n"))
+        say(text, nl=not text.endswith("\n"))
 
 
 def read_password(password_file: Path | None, password_env: str | None) -> bytes | None:

@@ -69,6 +69,8 @@ def requests_for(t: Target, world: World) -> dict[str, Request]:
         "delete_account": ("DELETE", base, none),
         "add_domain": ("POST", f"{base}/domains", body({"domain": f"new.{t.domain}"})),
         "remove_domain": ("DELETE", f"{base}/domains/{t.domain}", none),
+        "approve_domain": ("POST", f"{base}/domains/{t.domain}/approve", none),
+        "verify_domain": ("POST", f"{base}/domains/{t.domain}/verify", none),
         "import_trusted_cas": ("POST", f"{base}/trusted-cas",
                                lambda: {"data": world.ca_pem}),
         "list_trusted_cas": ("GET", f"{base}/trusted-cas", none),
@@ -155,13 +157,28 @@ async def test_other_tenants_ids_are_404_on_every_route(admin: AdminEnv, world: 
             covered.add(op_id)
     assert covered | UNSCOPED == PROTECTED, "a new route needs a cross-tenant case here"
     assert [await _state(admin, v) for v in victims] == before
-    # every refused mutation was audited under the attacker's key, against the victim
-    audit = (await admin.api.ok("GET", f"/api/v1/audit?account_id={world.b_customer.account}"
-                                       "&limit=1000"))["records"]
-    refused = {r["action"] for r in audit if r["key_id"] == key_id and r["result"] == "refused"}
-    assert refused == {"account.updated", "account.deleted", "domain.added", "domain.removed",
-                       "trusted_ca.imported", "trusted_ca.deleted", "chain.imported",
-                       "chain.generated", "chain.deleted", "pki.updated", "token.issued"}
+    # Nothing of the attempts is in the victims' audit logs (issue 10, section 4) ...
+    for victim in victims:
+        audit = (await admin.api.ok("GET", f"/api/v1/audit?account_id={victim.account}"
+                                           "&limit=1000"))["records"]
+        assert not [r for r in audit if r["key_id"] == key_id], victim
+    # ... they are under the attacker's own account, and read the same for a missing id
+    # and another tenant's: the request line, the 404, nothing of the victim.
+    own = world.a_vendor if role == "vendor" else world.a_customer
+    mine = (await admin.api.as_key(secret).ok(
+        "GET", f"/api/v1/audit?account_id={own.account}&limit=1000"))["records"]
+    refused = [r for r in mine if r["key_id"] == key_id and r["result"] == "refused"]
+    assert refused and {r["action"] for r in refused} == {"access.refused"}
+    assert {r["detail"] for r in refused} == {"404 not-found kind=account"}
+    assert all(r["target"].split(" ")[1].startswith(ACCOUNTS + "/") for r in refused)
+    # rate-limited: 20 rows per key and minute, the rest counted in one row per minute
+    sent = 2 * len(victims) * len(covered)
+    limited = [r for r in mine if r["key_id"] == key_id and r["action"] == "audit.rate_limited"]
+    assert len(refused) + sum(r["count"] for r in limited) == sent
+    minutes = {r["at"][:16] for r in refused}
+    assert len(refused) <= 20 * len(minutes) and len(limited) <= len(minutes)
+    assert all(r["result"] == "suppressed" and r["account_id"] == own.account
+               for r in limited)
 
 
 async def test_other_tenants_records_under_my_own_account_are_404(admin: AdminEnv,
@@ -248,3 +265,37 @@ async def test_every_protected_route_needs_a_valid_key(admin: AdminEnv, world: W
     for path in (f"{ACCOUNTS}/{world.b_customer.account}/jwks.json", "/api/v1/ca.pem",
                  "/healthz", "/metrics", "/api/v1/openapi.json"):
         await public.ok("GET", path)
+
+
+async def test_refused_paths_are_escaped_bounded_and_kept_from_the_victim(
+        admin: AdminEnv, world: World, caplog: pytest.LogCaptureFixture) -> None:
+    key_id, secret = world.keys["customer"]
+    api = admin.api.as_key(secret)
+    victim = world.b_customer.account
+    hostile = [f"{ACCOUNTS}/{victim}%1B%5B2J%07/chains",  # an id with a terminal escape
+               f"{ACCOUNTS}/{victim}/chains/{'c' * 2000}",  # a long path
+               f"{ACCOUNTS}/{victim}/domains/x%0D%0Aforged: line/approve"]
+    for path in hostile:
+        method = "POST" if path.endswith("/approve") else "GET"
+        (await api.call(method, path)).problem(404, "not-found")
+    records = (await admin.api.ok("GET", f"/api/v1/audit?account_id={world.a_customer.account}"
+                                          "&limit=50"))["records"]
+    targets = [r["target"] for r in records if r["key_id"] == key_id][:3]
+    assert targets[2] == f"GET {ACCOUNTS}/{victim}\\x1b[2J\\x07/chains"
+    assert len(targets[1]) == 256 and targets[1].endswith("...")
+    assert targets[0] == f"POST {ACCOUNTS}/{victim}/domains/x\\r\\nforged: line/approve"
+    # asking for the victim's audit log is a refused access too, under the caller
+    (await api.get(f"/api/v1/audit?account_id={victim}")).problem(404, "not-found")
+    records = (await admin.api.ok("GET", f"/api/v1/audit?account_id={world.a_customer.account}"
+                                          "&limit=1"))["records"]
+    assert [(r["key_id"], r["action"], r["target"]) for r in records] == [
+        (key_id, "access.refused", "GET /api/v1/audit")]
+    victims_log = (await admin.api.ok("GET", f"/api/v1/audit?account_id={victim}&limit=1000")
+                   )["records"]
+    assert not [r for r in victims_log if r["key_id"] == key_id]
+    # the warning for a bad key escapes the path too (one log line per attempt, no forgery)
+    with caplog.at_level(logging.WARNING, logger="certgate.admin"):
+        (await admin.api.as_key("cgk_nope").get(f"{ACCOUNTS}/x%0Aforged%1B[2J")).problem(
+            401, "unauthorized")
+    (line,) = [r.getMessage() for r in caplog.records if "admin: refused" in r.getMessage()]
+    assert line.endswith(f"for GET {ACCOUNTS}/x\\nforged\\x1b[2J")

@@ -93,11 +93,22 @@ async def import_step(api: Api, base: str, domain: str, intermediate_ca: Issued,
 
 
 async def page_workflow(api: Api, account: dict[str, Any], admin: AdminEnv,
-                        root_ca: Issued, intermediate_ca: Issued, tmp_path: Path) -> None:
-    """Every action of the page, through one key, on one account."""
+                        root_ca: Issued, intermediate_ca: Issued, tmp_path: Path,
+                        approver: Api | None = None) -> None:
+    """Every action of the page, through one key, on one account. With ``approver`` (a
+    customer's key), the added domain is pending until the approver's key approves it."""
     base = f"{ACCOUNTS}/{account['id']}"
     domain = account["domains"][0]
     added = await api.ok("POST", f"{base}/domains", 201, json_body={"domain": f"Print.{domain}."})
+    if approver is not None:
+        assert f"print.{domain}" not in added["domains"]
+        assert {"name": f"print.{domain}", "status": "pending"}.items() <= next(
+            d for d in added["domain_status"] if d["name"] == f"print.{domain}").items()
+        (await api.post(f"{base}/chains/generate", {"purpose": "tls",
+                                                    "domain": f"print.{domain}"})
+         ).problem(422, "invalid-certificate")
+        (await api.post(f"{base}/domains/print.{domain}/approve")).problem(403, "forbidden")
+        added = await approver.ok("POST", f"{base}/domains/print.{domain}/approve")
     assert f"print.{domain}" in added["domains"]  # normalised once, at the edge
     await trusted_cas_step(api, base, root_ca, intermediate_ca)
     imported = await import_step(api, base, domain, intermediate_ca, tmp_path)
@@ -156,7 +167,9 @@ async def test_certificates_page_workflow(admin: AdminEnv, role: str, root_ca: I
                                           intermediate_ca: Issued, tmp_path: Path) -> None:
     tenants = await setup_tenants(admin)
     api, account = tenants["apis"][role]
-    await page_workflow(api, account, admin, root_ca, intermediate_ca, tmp_path)
+    # A customer key's new domain waits for its vendor's approval (issue 10).
+    approver = tenants["apis"]["vendor"][0] if role == "customer" else None
+    await page_workflow(api, account, admin, root_ca, intermediate_ca, tmp_path, approver)
 
 
 async def test_account_rules_per_role(admin: AdminEnv) -> None:
