@@ -1,8 +1,9 @@
 """The certificate store: every operation the CLI and the admin API offer.
 
 This class is the seam between the pure logic (names, chains, tokens, snapshot) and the
-database module. CPU-heavy work (key generation, PKCS#12 parsing, signing) runs in a worker
-thread with :func:`asyncio.to_thread`, never on the event loop. Every mutation validates
+database module. CPU-heavy work (key generation, PKCS#12 parsing, signing) runs through
+:attr:`offload` (a thread by default, a process pool in the gateway: see
+:mod:`certstore.offload`), never on the event loop. Every mutation validates
 first, then writes in one transaction that also appends to the change feed.
 """
 
@@ -19,7 +20,7 @@ from cryptography import x509
 from certstore.access import AccessStore
 from certstore.authority import open_authority, seal_authority
 from certstore.ca import CertificateAuthority, Purpose, create_ca, issue_chain
-from certstore.chains import NewChain, check_names, prepare_generated, prepare_import
+from certstore.chains import NewChain, check_names, prepare_import
 from certstore.errors import (
     Conflict,
     InvalidInput,
@@ -36,6 +37,7 @@ from certstore.model import (
     check_account_name,
 )
 from certstore.names import bound_domains, normalize_domains
+from certstore.offload import AuthorityMaterial, generate_job
 from certstore.persistence.sqlite import Database, Writer
 from certstore.pki_ops import PkiOps
 from certstore.sealing import Sealer, SealError, record_aad
@@ -67,6 +69,7 @@ class CertStore(TrustStore, AccessStore, PkiOps):
         super().__init__(db, clock)
         self._sealer = sealer
         self._authority = authority
+        self._authority_material = AuthorityMaterial.of(authority)
         self._token_issuer = token_issuer
 
     def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
@@ -232,8 +235,8 @@ class CertStore(TrustStore, AccessStore, PkiOps):
         another chain for those names expires later (replacing a compromised chain).
         """
         account = await self.get_account(account_id)
-        new = await asyncio.to_thread(prepare_import, data=data, password=password,
-                                      domains=frozenset(account.domains), now=self._clock())
+        new = await self.offload.run(prepare_import, data=data, password=password,
+                                     domains=frozenset(account.domains), now=self._clock())
         async with self._db.write(self._clock()) as w:
             current = await self._account_in(w, account_id)
             check_names(new.leaf, frozenset(current.domains))  # domains may have changed
@@ -378,9 +381,9 @@ class CertStore(TrustStore, AccessStore, PkiOps):
 
     async def _generate(self, purpose: Purpose, domain: str | None, common_name: str,
                         key_type: KeyType) -> NewChain:
-        return await asyncio.to_thread(prepare_generated, authority=self._authority,
-                                       purpose=purpose, domain=domain, common_name=common_name,
-                                       key_type=key_type, now=self._clock())
+        return await self.offload.run(generate_job, authority=self._authority_material,
+                                      purpose=purpose, domain=domain, common_name=common_name,
+                                      key_type=key_type, now=self._clock())
 
     async def _insert_chain(self, w: Writer, account_id: str, new: NewChain) -> Chain:
         """Insert and return the chain (as a read would: no query after the commit)."""

@@ -119,6 +119,10 @@ class AdminConfig(_Model):
 
     bind: Bind = "127.0.0.1:9443"
     max_upload_bytes: int = Field(default=1024 * 1024, gt=0)
+    crypto_workers: int = Field(default=4, gt=0, le=256)
+    crypto_queue: int = Field(default=16, gt=0)
+    max_mutations_per_key: int = Field(default=2, gt=0)
+    max_mutations_per_account: int = Field(default=2, gt=0)
 
     _bind = field_validator("bind")(classmethod(lambda cls, v: _check_bind(v)))
 

@@ -19,12 +19,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from certstore.store import CertStore
 from gateway.admin import accounts, audit_log, chains, pki, trusted_cas
 from gateway.admin.endpoint import MAX_UPLOAD, Call, Endpoint, Settle, bind
+from gateway.admin.limits import MutationLimits, body_limit_middleware
 from gateway.admin.models import Health, OpenApiDocument
 from gateway.admin.openapi import build_document
 from gateway.admin.problems import problem_middleware
 from gateway.observe import Metrics
 
 METRICS_KEY = web.AppKey("metrics", Metrics)
+LIMITS = web.AppKey("mutation_limits", MutationLimits)
 OPENAPI_PATH = "/api/v1/openapi.json"
 
 
@@ -99,17 +101,22 @@ def router_path(path: str, paths: Iterable[str]) -> str:
 
 
 def create_app(m: Metrics, store: CertStore, *, max_upload_bytes: int,
-               settle: Settle | None = None) -> web.Application:
+               settle: Settle | None = None,
+               limits: MutationLimits | None = None) -> web.Application:
     """The admin application over ``store``; request bodies are capped at
-    ``max_upload_bytes`` (413 past it). ``settle``, when given, is awaited after every
-    successful mutation, so the caller's next handshake is served from the new state."""
+    ``max_upload_bytes`` (413 past it, at once when announced). ``settle``, when given, is
+    awaited after every successful mutation, so the caller's next handshake is served from
+    the new state. ``limits`` bounds concurrent mutations per key and account (429)."""
     app = web.Application(client_max_size=max_upload_bytes,
-                          middlewares=[problem_middleware(max_upload_bytes)])
+                          middlewares=[problem_middleware(max_upload_bytes),
+                                       body_limit_middleware(max_upload_bytes)])
     app[METRICS_KEY] = m
     app[MAX_UPLOAD] = max_upload_bytes
+    if limits is not None:
+        app[LIMITS] = limits
     paths = [endpoint.path for endpoint in ENDPOINTS]
     for endpoint in ENDPOINTS:
         # No automatic HEAD routes: the router must match the document exactly.
         app.router.add_route(endpoint.method, router_path(endpoint.path, paths),
-                             bind(endpoint, store, settle))
+                             bind(endpoint, store, settle, limits))
     return app

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 
 from certstore.audit import ApiKey, acting_as
 from certstore.store import CertStore
+from gateway.admin.limits import MutationLimits
 from gateway.admin.problems import (
     Problem,
     invalid_request,
@@ -195,13 +196,18 @@ async def _audit_refusal(store: CertStore, endpoint: Endpoint, request: web.Requ
         log.exception("could not audit a refused %s", endpoint.audit)
 
 
-def bind(endpoint: Endpoint, store: CertStore, settle: Settle | None = None) -> Handler:
+def bind(endpoint: Endpoint, store: CertStore, settle: Settle | None = None,
+         limits: MutationLimits | None = None) -> Handler:
     """The aiohttp handler running ``endpoint`` with authentication, visibility and audit;
-    after a successful mutation it awaits ``settle`` (see :func:`create_app`)."""
+    after a successful mutation it awaits ``settle`` (see :func:`create_app`). ``limits``
+    bounds the concurrent mutations of one key and one account (429 past them)."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         caller = None if endpoint.public else await authenticate(request, store)
-        with acting_as(caller.key.actor) if caller is not None else nullcontext():
+        # A 429 is decided before anything is read or audited: refusing costs nothing.
+        held = (limits.hold(caller.key) if limits is not None and caller is not None
+                and endpoint.audit is not None else nullcontext())
+        with held, acting_as(caller.key.actor) if caller is not None else nullcontext():
             try:
                 account_id = request.match_info.get("id")
                 if caller is not None and account_id is not None and not caller.sees(account_id):

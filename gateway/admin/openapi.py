@@ -30,6 +30,9 @@ _ERROR_TEXT = {
     413: "Request body larger than admin.max_upload_bytes",
     415: "Unsupported media type",
     422: "Invalid input; certificate refusals name the rule and the offending names",
+    429: "Too many concurrent changes by this key or account (admin.max_mutations_per_key, "
+         "admin.max_mutations_per_account), or the crypto workers' queue is full",
+    503: "The worker running the request stopped; nothing was stored",
 }
 _PARAM_TEXT = {
     "id": "Account id",
@@ -114,6 +117,8 @@ def _error_statuses(ep: Endpoint) -> list[int]:
         statuses.add(401)
     if "{" in ep.path or ep.query is not None:
         statuses.add(404)
+    if ep.audit is not None and not ep.public:  # mutations are counted (gateway.admin.limits)
+        statuses.update((429, 503))
     return sorted(statuses)
 
 
@@ -150,6 +155,10 @@ def build_document(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
                                  for s, text in _ERROR_TEXT.items()}
     responses["E401"]["headers"] = {"WWW-Authenticate": {
         "description": "The Bearer challenge (RFC 6750)", "schema": {"type": "string"}}}
+    for status in (429, 503):
+        responses[f"E{status}"]["headers"] = {"Retry-After": {
+            "description": "Seconds to wait before retrying (RFC 9110 10.2.3)",
+            "schema": {"type": "string"}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "certgate admin API", "version": "1",

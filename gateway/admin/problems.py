@@ -21,6 +21,7 @@ from aiohttp.typedefs import Handler, Middleware
 from pydantic import ValidationError
 
 from certstore.errors import CertStoreError
+from gateway.errors import Unavailable
 
 log = logging.getLogger("certgate.admin")
 
@@ -44,6 +45,8 @@ TITLES: dict[str, str] = {
     "domain-taken": "Domain belongs to another account",
     "no-signing-chain": "No signing chain chosen",
     "store-setup": "Certificate store unavailable",
+    "too-many-requests": "Too many concurrent requests",
+    "worker-lost": "Worker stopped",
     "certstore-error": "Certificate store error",
     "internal-error": "Internal error",
 }
@@ -130,6 +133,9 @@ def to_problem(error: Exception, max_upload_bytes: int) -> Problem:
         return error
     if isinstance(error, CertStoreError):
         return Problem.from_store(error)
+    if isinstance(error, Unavailable):
+        return Problem(error.http_status, error.code, error.message,
+                       headers={"Retry-After": str(error.retry_after_s)})
     if isinstance(error, web.HTTPException):
         return _from_http(error, max_upload_bytes)
     return Problem(500, "internal-error", "the server failed to handle the request; the "
@@ -149,7 +155,7 @@ def problem_middleware(max_upload_bytes: int) -> Middleware:
                 raise  # redirects and other non-errors pass through untouched
             return to_problem(e, max_upload_bytes).response()
         except Exception as e:
-            if not isinstance(e, Problem | CertStoreError):
+            if not isinstance(e, Problem | CertStoreError | Unavailable):
                 # A bug, never bad input: log the traceback (no request body is in it) and
                 # answer without internals.
                 log.exception("admin %s %s failed", request.method, request.path)
