@@ -27,6 +27,7 @@ import functools
 import logging
 import multiprocessing
 import os
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -66,6 +67,8 @@ class ProcessOffload:
         self.queue = queue
         self._pool: ProcessPoolExecutor | None = None
         self._pending = 0
+        self.jobs: Counter[str] = Counter()
+        """Jobs finished in a worker, by function name (for tests and metrics)."""
 
     @property
     def pending(self) -> int:
@@ -86,7 +89,10 @@ class ProcessOffload:
         self._pending += 1
         try:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor(), functools.partial(fn, **kwargs))
+            result = await loop.run_in_executor(self._executor(),
+                                                functools.partial(fn, **kwargs))
+            self.jobs[fn.__name__] += 1
+            return result
         except BrokenProcessPool:
             log.error("a crypto worker died; starting a new pool for the next job")
             self._discard()
