@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -231,7 +232,11 @@ def _read(data: bytes, password: bytes | None) -> Pkcs12Contents:
                           "password-missing")
         raise _refuse("the file is password-protected: give its password", "password-missing")
     try:
-        loaded = crypto_pkcs12.load_pkcs12(data, password)
+        # cryptography warns (not fails) when it falls back to BER: whether a file opens
+        # must not depend on the process's warning filters (as in certstore.x509info).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            loaded = crypto_pkcs12.load_pkcs12(data, password)
     except Exception as e:
         raise _diagnose(pfx, password, e) from e
     if _has_plain_key_bag(pfx):

@@ -119,7 +119,7 @@ class AdminConfig(_Model):
 
     bind: Bind = "127.0.0.1:9443"
     max_upload_bytes: int = Field(default=1024 * 1024, gt=0)
-    crypto_workers: int = Field(default=4, gt=0, le=256)
+    crypto_workers: int = Field(default=4, ge=0, le=256)  # 0: in a thread (comparison only)
     crypto_queue: int = Field(default=16, gt=0)
     max_mutations_per_key: int = Field(default=2, gt=0)
     max_mutations_per_account: int = Field(default=2, gt=0)

@@ -198,8 +198,9 @@ class Gateway:
         admin = self.config.admin
         # Admin requests' heavy crypto runs in worker processes, off this process's GIL
         # (issue 10): the handshakes of every listener never wait for an import.
-        self._offload = ProcessOffload(admin.crypto_workers, queue=admin.crypto_queue)
-        self.store.offload = self._offload
+        if admin.crypto_workers:  # 0 keeps the in-thread default, to measure the difference
+            self._offload = ProcessOffload(admin.crypto_workers, queue=admin.crypto_queue)
+            self.store.offload = self._offload
         limits = MutationLimits(per_key=admin.max_mutations_per_key,
                                 per_account=admin.max_mutations_per_account)
         app = create_app(self.metrics, self.store, max_upload_bytes=admin.max_upload_bytes,
