@@ -8,8 +8,8 @@ upload). The store's :class:`~certstore.offload.Offload` is therefore a process 
   the listening sockets nor the gateway's threads, and start faster than ``spawn``;
 * bounded (``admin.crypto_workers``), created on first use (a gateway whose admin API is
   never used starts no process), shut down with the gateway;
-* children run at a lower CPU priority (``nice`` +10): when a core is wanted both by a
-  handshake and by an import, the handshake gets it;
+* children run at the lowest CPU priority (Linux ``SCHED_IDLE``, else ``nice`` +10): when
+  a core is wanted both by a handshake and by an import, the handshake gets it;
 * at most ``admin.crypto_queue`` jobs wait for a worker; past that a request is answered
   429 at once instead of piling up (each tenant's share is bounded by the mutation limits).
 
@@ -52,9 +52,13 @@ def _lost() -> Unavailable:
 
 
 def _child_init() -> None:
-    # Lower priority: the serving process must win a contended core (see module doc).
+    # Lowest priority: the serving process must win a contended core (see module doc).
+    # SCHED_IDLE (Linux) runs the worker only on CPU time nothing else at a normal
+    # priority wants; the nice value is the fallback where that policy is not available.
     with contextlib.suppress(OSError):
         os.nice(WORKER_NICE)
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
 class ProcessOffload:
@@ -67,6 +71,7 @@ class ProcessOffload:
         self.queue = queue
         self._pool: ProcessPoolExecutor | None = None
         self._pending = 0
+        self._starting = asyncio.Lock()
         self.jobs: Counter[str] = Counter()
         """Jobs finished in a worker, by function name (for tests and metrics)."""
 
@@ -75,12 +80,26 @@ class ProcessOffload:
         """Jobs submitted and not finished (running or queued)."""
         return self._pending
 
-    def _executor(self) -> Executor:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=multiprocessing.get_context("forkserver"),
-                initializer=_child_init)
-        return self._pool
+    async def _executor(self) -> Executor:
+        async with self._starting:
+            if self._pool is None:
+                # Started in a thread: the first worker waits for the fork server to start
+                # and import its modules (about a second), and ProcessPoolExecutor starts
+                # workers in the thread that submits; the loop must not wait for either.
+                self._pool = await asyncio.to_thread(self._start)
+            return self._pool
+
+    def _start(self) -> ProcessPoolExecutor:
+        context = multiprocessing.get_context("forkserver")
+        # Workers fork from a server that has imported what jobs need (not __main__).
+        context.set_forkserver_preload(["certstore.offload"])
+        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context,
+                                   initializer=_child_init)
+        # One job per worker, all submitted from this thread, so that the workers are
+        # started here (later forks from the warm server take milliseconds).
+        for future in [pool.submit(os.getpid) for _ in range(self.workers)]:
+            future.result()
+        return pool
 
     async def run(self, fn: Callable[..., T], /, **kwargs: object) -> T:
         """``fn(**kwargs)`` in a worker process; the loop awaits it without blocking."""
@@ -89,8 +108,8 @@ class ProcessOffload:
         self._pending += 1
         try:
             loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(self._executor(),
-                                                functools.partial(fn, **kwargs))
+            pool = await self._executor()
+            result = await loop.run_in_executor(pool, functools.partial(fn, **kwargs))
             self.jobs[fn.__name__] += 1
             return result
         except BrokenProcessPool:
