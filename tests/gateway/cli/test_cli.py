@@ -184,3 +184,23 @@ def test_password_prompt_on_a_terminal(certgate: Run, tmp_path: Path,
     assert "typed-secret" not in typed.stdout  # hidden input, never echoed
     listed = _json(certgate("chain", "list", acc["id"], "--json"))
     assert isinstance(listed, list) and [c["origin"] for c in listed] == ["generated", "imported"]
+
+
+def test_malformed_files_never_print_a_traceback(certgate: Run, tmp_path: Path) -> None:
+    """The fuzz corpus (issue 10: the previous code raised ValueError/AttributeError on
+    these) through ``chain import`` and ``trusted-ca import``: a reason, never a traceback."""
+    from tests.certstore.test_fuzz import CORPUS, PASSWORD, apply, corpus_file
+
+    acc = _json(certgate("account", "create", "--name", "F", "--kind", "customer",
+                         "--domain", "fuzz.example", "--json"))
+    assert isinstance(acc, dict)
+    (tmp_path / "pw.txt").write_bytes(PASSWORD)
+    base = corpus_file()
+    for i, case in enumerate(json.loads(CORPUS.read_text())[:4]):
+        path = tmp_path / f"case{i}.p12"
+        path.write_bytes(apply(base, case["ops"]))
+        for args in (["chain", "import", acc["id"], str(path), "--password-file", "pw.txt"],
+                     ["trusted-ca", "import", acc["id"], str(path)]):
+            refused = certgate(*args, ok=False)
+            assert "Traceback" not in refused.stderr and refused.stderr.strip(), refused.stderr
+            assert refused.returncode in (1, 2), refused.stderr
