@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
+import signal
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -167,21 +171,53 @@ def test_trusted_ca_pki_and_token_commands(certgate: Run, tmp_path: Path,
     assert "no signing chain" in refused.stderr
 
 
+def _type_at_prompt(args: list[str], cwd: Path, prompt: bytes, answer: bytes) -> str:
+    """Run ``args`` on a real pseudo-terminal, type ``answer`` when ``prompt`` appears;
+    return everything the terminal showed."""
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child becomes the CLI
+        os.chdir(cwd)
+        os.execv(args[0], args)
+    seen = b""
+    typed = False
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                os.kill(pid, signal.SIGKILL)
+                raise AssertionError(f"the CLI hangs; it printed {seen!r}")
+            try:
+                chunk = os.read(fd, 1024)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+            if not typed and prompt in seen:
+                os.write(fd, answer)
+                typed = True
+    finally:
+        os.close(fd)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, seen
+    return seen.decode(errors="replace")
+
+
 def test_password_prompt_on_a_terminal(certgate: Run, tmp_path: Path,
                                        intermediate_ca: Issued) -> None:
-    """The prompt path: a real pseudo-terminal (util-linux ``script``), password typed."""
+    """The prompt path: a real pseudo-terminal, password typed at the prompt."""
     acc = _json(certgate("account", "create", "--name", "A", "--kind", "customer",
                          "--domain", "a.com", "--json"))
     assert isinstance(acc, dict)
     (tmp_path / "a.pfx").write_bytes(openssl_pkcs12(make_leaf(intermediate_ca, dns=["a.com"]),
                                                     "typed-secret", tmp_path))
-    command = " ".join([*CERTGATE[:2], repr(CERTGATE[2]), "chain", "import", acc["id"],
-                        "a.pfx", "--json"])
-    typed = subprocess.run(
-        ["sh", "-c", f"(sleep 1; printf 'typed-secret\\n') | script -qec {command!r} /dev/null"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert "PKCS#12 password" in typed.stdout
-    assert "typed-secret" not in typed.stdout  # hidden input, never echoed
+    # The password is typed once the prompt is seen (not after a fixed delay: a slow start
+    # would let it arrive before echo is switched off).
+    shown = _type_at_prompt([*CERTGATE, "chain", "import", acc["id"], "a.pfx", "--json"],
+                            tmp_path, b"PKCS#12 password:", b"typed-secret\n")
+    assert "PKCS#12 password" in shown
+    assert "typed-secret" not in shown  # hidden input, never echoed
     listed = _json(certgate("chain", "list", acc["id"], "--json"))
     assert isinstance(listed, list) and [c["origin"] for c in listed] == ["generated", "imported"]
 
