@@ -27,6 +27,20 @@ class CertStoreError(Exception):
         """Structured fields for machine-readable output (problem+json, ``--json``)."""
         return {}
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Errors cross a process boundary (the admin API's crypto worker pool). Exception
+        # pickling calls ``cls(*args)``, which keyword-only fields (``rule``, ``names``...)
+        # break; rebuild from the message and the instance's fields instead.
+        return (_rebuild, (type(self), self.message, dict(self.__dict__)))
+
+
+def _rebuild(cls: type[CertStoreError], message: str,
+             state: dict[str, object]) -> CertStoreError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
 
 class InvalidInput(CertStoreError, ValueError):
     """A value given by the caller is malformed (a name, a kind, a size...)."""

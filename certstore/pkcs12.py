@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from asn1crypto import cms, pkcs12
 from cryptography import x509
@@ -27,10 +29,11 @@ from cryptography.hazmat.primitives.serialization import load_der_private_key
 from cryptography.hazmat.primitives.serialization import pkcs12 as crypto_pkcs12
 
 from certstore.errors import InvalidCertificate
+from certstore.pkcs12_walk import MAX_CERTIFICATES, MAX_ITERATIONS, RULE, Pkcs12Work, walk
 
 MAX_PKCS12_BYTES = 256 * 1024
-# A file could ask for billions of MAC iterations; refuse instead of burning a CPU for hours.
-MAX_MAC_ITERATIONS = 1_000_000
+# A file could ask for billions of iterations; refuse instead of burning a CPU for hours.
+MAX_MAC_ITERATIONS = MAX_ITERATIONS
 _MAC_HASHES = {"sha1": "sha1", "sha224": "sha224", "sha256": "sha256",
                "sha384": "sha384", "sha512": "sha512"}
 
@@ -49,8 +52,9 @@ def _refuse(message: str, rule: str) -> InvalidCertificate:
 
 def _pkcs12_kdf(hash_name: str, password: bytes, salt: bytes, iterations: int, n: int) -> bytes:
     """RFC 7292 appendix B.2 key derivation with ID 3 (MAC key)."""
-    u = hashlib.new(hash_name).digest_size
-    v = hashlib.new(hash_name).block_size
+    new: Callable[..., Any] = getattr(hashlib, hash_name)  # ~2x faster than hashlib.new
+    u: int = new().digest_size
+    v: int = new().block_size
 
     def stretch(data: bytes) -> bytes:
         if not data:
@@ -62,9 +66,9 @@ def _pkcs12_kdf(hash_name: str, password: bytes, salt: bytes, iterations: int, n
     i = stretch(salt) + stretch(password)
     out = b""
     while len(out) < n:
-        a = hashlib.new(hash_name, d + i).digest()
+        a = new(d + i).digest()
         for _ in range(iterations - 1):
-            a = hashlib.new(hash_name, a).digest()
+            a = new(a).digest()
         out += a
         b = int.from_bytes((a * (v // u + 1))[:v], "big") + 1
         mask = (1 << (v * 8)) - 1
@@ -89,7 +93,7 @@ def _mac_verifies(pfx: pkcs12.Pfx, password: bytes) -> bool | None:
     hash_name = _MAC_HASHES.get(algo)
     if hash_name is None:
         return None
-    iterations = mac_data["iterations"].native  # capped by _check_iterations already
+    iterations = mac_data["iterations"].native  # bounded by the walk already
     salt = mac_data["mac_salt"].native
     expected = mac_data["mac"]["digest"].native
     content = pfx["auth_safe"]["content"].native
@@ -129,49 +133,42 @@ def _key_bags_decrypt(pfx: pkcs12.Pfx, password: bytes) -> bool:
     return True
 
 
+def _not_pkcs12(e: Exception) -> InvalidCertificate:
+    detail = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+    return _refuse(f"the file is not a readable PKCS#12/PFX file ({detail}); export the "
+                   "chain with its private key as .pfx or .p12", "not-pkcs12")
+
+
 def _parse_structure(data: bytes) -> pkcs12.Pfx:
+    """The parsed file; asn1crypto parses lazily, so everything read later is forced here
+    (the whole file, the authenticated safe and every plain safe's bags)."""
     try:
         pfx = pkcs12.Pfx.load(data)
-        # Force a full parse so structural errors surface here, not later.
         pfx.native  # noqa: B018
         if pfx["auth_safe"]["content_type"].native != "data":
             raise ValueError("public-key integrity mode is not supported")
         for info in pfx.authenticated_safe:
             if not isinstance(info, cms.ContentInfo):
                 raise ValueError("unexpected content")
+            info.native  # noqa: B018
+        if pfx["mac_data"].native is not None:
+            pfx["mac_data"]["mac"]["digest"].native  # noqa: B018
     except Exception as e:
-        raise _refuse(f"the file is not a readable PKCS#12/PFX file ({e}); export the chain "
-                      "with its private key as .pfx or .p12", "not-pkcs12") from e
+        raise _not_pkcs12(e) from e
     return pfx
 
 
-def _kdf_iterations(algorithm: object) -> int:
-    """Iterations of a PBES2 (PBKDF2) or PKCS#12-PBE algorithm identifier, 0 if none."""
-    params = algorithm.get("parameters") if isinstance(algorithm, dict) else None
-    if not isinstance(params, dict):
-        return 0
-    kdf = params.get("key_derivation_func")
-    if isinstance(kdf, dict):
-        kdf_params = kdf.get("parameters")
-        return int(kdf_params.get("iteration_count") or 0) if isinstance(kdf_params, dict) else 0
-    return int(params.get("iterations") or 0)
-
-
-def _check_iterations(pfx: pkcs12.Pfx) -> None:
-    """Refuse before any key derivation runs: the MAC, every encrypted safe and every
-    shrouded key bag name their own iteration count, and a file could ask for billions."""
-    counts = [pfx["mac_data"]["iterations"].native]
-    counts += [_kdf_iterations(info["content"]["encrypted_content_info"][
-                   "content_encryption_algorithm"].native)
-               for info in pfx.authenticated_safe
-               if info["content_type"].native == "encrypted_data"]
-    counts += [_kdf_iterations(bag["bag_value"]["encryption_algorithm"].native)
-               for bag in _plain_safe_bags(pfx, "pkcs8_shrouded_key_bag")]
-    worst = max(counts)
-    if worst > MAX_MAC_ITERATIONS:
-        raise _refuse(f"the file asks for {worst} key-derivation iterations (more than "
-                      f"{MAX_MAC_ITERATIONS}); export it again with default settings",
-                      "unreadable")
+def _walk(pfx: pkcs12.Pfx) -> Pkcs12Work:
+    try:
+        work = walk(pfx)
+        for bag_id in ("key_bag", "pkcs8_shrouded_key_bag"):  # what the diagnosis reads
+            for bag in _plain_safe_bags(pfx, bag_id):
+                bag["bag_value"].untag().dump()
+    except InvalidCertificate:
+        raise
+    except Exception as e:
+        raise _not_pkcs12(e) from e
+    return work
 
 
 def _diagnose(pfx: pkcs12.Pfx, password: bytes, error: Exception) -> InvalidCertificate:
@@ -202,9 +199,22 @@ def _diagnose(pfx: pkcs12.Pfx, password: bytes, error: Exception) -> InvalidCert
 def read_pkcs12(data: bytes, password: bytes | None) -> Pkcs12Contents:
     """Open a PKCS#12 file by the product's password rules, or raise InvalidCertificate.
 
-    The normal path derives the MAC key once (inside cryptography); the slower diagnosis
-    (our own MAC check, then the key bags) runs only for a file that does not open.
+    The file's whole key-derivation work is counted and bounded before any derivation
+    (:mod:`certstore.pkcs12_walk`). The normal path derives the MAC key once (inside
+    cryptography); the slower diagnosis (our own MAC check, then the key bags) runs only
+    for a file that does not open. No other exception escapes: whatever a malformed file
+    makes a parser raise is turned into ``InvalidCertificate``.
     """
+    try:
+        return _read(data, password)
+    except InvalidCertificate:
+        raise
+    except Exception as e:  # a parser's surprise on a malformed file is still bad input
+        raise _refuse(f"the file cannot be read ({type(e).__name__}); export it again from "
+                      "its source as .pfx or .p12", "unreadable") from e
+
+
+def _read(data: bytes, password: bytes | None) -> Pkcs12Contents:
     if len(data) > MAX_PKCS12_BYTES:
         raise _refuse(f"the file is {len(data)} bytes; the limit is {MAX_PKCS12_BYTES} bytes",
                       "too-large")
@@ -214,7 +224,7 @@ def read_pkcs12(data: bytes, password: bytes | None) -> Pkcs12Contents:
     if pfx["mac_data"].native is None:
         raise _refuse("the file is not password-protected; export it again protecting both "
                       "the file and the private key with one password", "password-missing")
-    _check_iterations(pfx)
+    _walk(pfx)
     if not password:
         if _mac_verifies(pfx, b"") is True:
             raise _refuse("the file is not password-protected (empty password); export it "
@@ -222,7 +232,11 @@ def read_pkcs12(data: bytes, password: bytes | None) -> Pkcs12Contents:
                           "password-missing")
         raise _refuse("the file is password-protected: give its password", "password-missing")
     try:
-        loaded = crypto_pkcs12.load_pkcs12(data, password)
+        # cryptography warns (not fails) when it falls back to BER: whether a file opens
+        # must not depend on the process's warning filters (as in certstore.x509info).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            loaded = crypto_pkcs12.load_pkcs12(data, password)
     except Exception as e:
         raise _diagnose(pfx, password, e) from e
     if _has_plain_key_bag(pfx):
@@ -233,4 +247,7 @@ def read_pkcs12(data: bytes, password: bytes | None) -> Pkcs12Contents:
                       "(certificates without a key are ignored)", "no-private-key")
     certs = [loaded.cert.certificate] if loaded.cert is not None else []
     certs += [c.certificate for c in loaded.additional_certs]
+    if len(certs) > MAX_CERTIFICATES:
+        raise _refuse(f"the file holds {len(certs)} certificates (at most {MAX_CERTIFICATES}); "
+                      "export it again with the chain only", RULE)
     return Pkcs12Contents(key=loaded.key, certificates=tuple(certs))

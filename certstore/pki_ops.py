@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import enum
 from collections.abc import Callable, Mapping
@@ -19,9 +18,9 @@ from certstore.errors import (
     NotFound,
     PreconditionFailed,
 )
-from certstore.keys import key_from_der
 from certstore.model import Chain, PkiSettings
 from certstore.names import normalize_domains
+from certstore.offload import Offload, sign_token_job
 from certstore.sealing import record_aad
 
 if TYPE_CHECKING:
@@ -57,6 +56,7 @@ class PkiOps:
     _clock: Callable[[], dt.datetime]
     _sealer: Sealer
     _token_issuer: str
+    offload: Offload
 
     if TYPE_CHECKING:  # provided by CertStore
         async def get_account(self, account_id: str) -> Account: ...
@@ -118,12 +118,10 @@ class PkiOps:
         chain = await self.get_chain(settings.signing_chain_id)
         key_der = self._sealer.unseal(await self._sealed(chain.id),
                                       aad=record_aad("chain", chain.id, account_id))
-        certs = x509.load_pem_x509_certificates(chain.chain_pem.encode())
-        token, expires = await asyncio.to_thread(
-            tokens.issue, key=key_from_der(key_der), chain=certs, issuer=self._token_issuer,
-            account_id=account_id, subject=subject, audience=audience, ttl_s=ttl_s,
-            now=self._clock())
-        kid = tokens.key_id(certs[0])
+        token, expires, kid = await self.offload.run(
+            sign_token_job, key_der=key_der, chain_pem=chain.chain_pem.encode(),
+            issuer=self._token_issuer, account_id=account_id, subject=subject,
+            audience=audience, ttl_s=ttl_s, now=self._clock())
         # The audit names the subject and key, never the token itself.
         await self.record("token.issued", account_id, chain.id,
                           f"sub={subject} aud={audience or '-'} kid={kid} ttl_s={ttl_s}")

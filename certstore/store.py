@@ -1,8 +1,9 @@
 """The certificate store: every operation the CLI and the admin API offer.
 
 This class is the seam between the pure logic (names, chains, tokens, snapshot) and the
-database module. CPU-heavy work (key generation, PKCS#12 parsing, signing) runs in a worker
-thread with :func:`asyncio.to_thread`, never on the event loop. Every mutation validates
+database module. CPU-heavy work (key generation, PKCS#12 parsing, signing) runs through
+:attr:`offload` (a thread by default, a process pool in the gateway: see
+:mod:`certstore.offload`), never on the event loop. Every mutation validates
 first, then writes in one transaction that also appends to the change feed.
 """
 
@@ -18,7 +19,7 @@ from cryptography import x509
 from certstore.access import AccessStore
 from certstore.authority import open_authority, seal_authority
 from certstore.ca import CertificateAuthority, Purpose, create_ca, issue_chain
-from certstore.chains import NewChain, check_names, prepare_generated, prepare_import
+from certstore.chains import NewChain, check_names, prepare_import
 from certstore.domains import DomainOps
 from certstore.errors import (
     Conflict,
@@ -37,6 +38,7 @@ from certstore.model import (
     check_account_name,
 )
 from certstore.names import bound_domains, check_unverified, normalize_domains
+from certstore.offload import AuthorityMaterial, generate_job
 from certstore.persistence.base import Database, StoreHealth
 from certstore.persistence.location import Location, open_database
 from certstore.persistence.writer import Writer
@@ -72,6 +74,7 @@ class CertStore(TrustStore, AccessStore, PkiOps, DomainOps, RenewalOps, SessionS
         super().__init__(db, clock)
         self._sealer = sealer
         self._authority = authority
+        self._authority_material = AuthorityMaterial.of(authority)
         self._token_issuer = token_issuer
         # Lifetimes of generated chains and the renewal point: the config's `lifecycle:`
         # section, set by whoever opened the store (the gateway, the CLI).
@@ -231,9 +234,9 @@ class CertStore(TrustStore, AccessStore, PkiOps, DomainOps, RenewalOps, SessionS
         """
         account = await self.get_account(account_id)
         # Pending domains pass the ownership rule here, to be refused by name just below.
-        new = await asyncio.to_thread(prepare_import, data=data, password=password,
-                                      domains=frozenset(account.domains) | account.pending_names,
-                                      now=self._clock())
+        new = await self.offload.run(prepare_import, data=data, password=password,
+                                     domains=frozenset(account.domains) | account.pending_names,
+                                     now=self._clock())
         async with self._db.write(self._clock()) as w:
             current = await self._account_in(w, account_id)
             check_unverified(new.dns_names, current.pending_names)
@@ -386,10 +389,10 @@ class CertStore(TrustStore, AccessStore, PkiOps, DomainOps, RenewalOps, SessionS
 
     async def _generate(self, purpose: Purpose, domain: str | None, common_name: str,
                         key_type: KeyType) -> NewChain:
-        return await asyncio.to_thread(prepare_generated, authority=self._authority,
-                                       purpose=purpose, domain=domain, common_name=common_name,
-                                       key_type=key_type, now=self._clock(),
-                                       validity=self.lifetimes.validity(purpose))
+        return await self.offload.run(generate_job, authority=self._authority_material,
+                                      purpose=purpose, domain=domain, common_name=common_name,
+                                      key_type=key_type, now=self._clock(),
+                                      validity=self.lifetimes.validity(purpose))
 
     async def _insert_chain(self, w: Writer, account_id: str, new: NewChain) -> Chain:
         """Insert and return the chain (as a read would: no query after the commit)."""

@@ -7,7 +7,6 @@ store, so a tenant's directory server is verified against the tenant's own PKI.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import ssl
 import uuid
@@ -15,8 +14,8 @@ from collections.abc import Callable
 
 from certstore.errors import InvalidCertificate, NotFound
 from certstore.model import TrustedCA
+from certstore.offload import Offload, ThreadOffload, read_certificates_job
 from certstore.persistence.base import Database
-from certstore.x509info import describe, load_certificates, to_pem
 
 MAX_TRUSTED_CA_BYTES = 1024 * 1024
 MAX_CERTIFICATES_PER_IMPORT = 500
@@ -28,6 +27,8 @@ class TrustStore:
     def __init__(self, db: Database, clock: Callable[[], dt.datetime]) -> None:
         self._db = db
         self._clock = clock
+        self.offload: Offload = ThreadOffload()
+        """Where CPU-heavy work runs (the gateway sets a process pool)."""
 
     async def import_trusted_cas(self, account_id: str, data: bytes) -> list[TrustedCA]:
         """Import PEM (one or many certificates) or DER; returns the account's records for
@@ -38,19 +39,17 @@ class TrustStore:
         if len(data) > MAX_TRUSTED_CA_BYTES:
             raise InvalidCertificate(f"the file is {len(data)} bytes; the limit is "
                                      f"{MAX_TRUSTED_CA_BYTES}", rule="too-large")
-        certs = await asyncio.to_thread(load_certificates, data)
-        if len(certs) > MAX_CERTIFICATES_PER_IMPORT:
-            raise InvalidCertificate(f"the file holds {len(certs)} certificates; import at most "
-                                     f"{MAX_CERTIFICATES_PER_IMPORT} at once", rule="too-large")
+        certs = await self.offload.run(read_certificates_job, data=data,
+                                       limit=MAX_CERTIFICATES_PER_IMPORT)
         now = self._clock()
         records = []
         for cert in certs:
-            info = describe(cert)
+            info = cert.info
             records.append(TrustedCA(
                 id=f"tca_{uuid.uuid4().hex[:24]}", account_id=account_id, subject=info.subject,
                 issuer=info.issuer, serial=info.serial, not_before=info.not_before,
                 not_after=info.not_after, fingerprint_sha256=info.fingerprint_sha256,
-                is_ca=info.is_ca, pem=to_pem([cert]), created_at=now))
+                is_ca=info.is_ca, pem=cert.pem, created_at=now))
         async with self._db.write(now) as w:
             if await w.account(account_id) is None:
                 raise NotFound("account", account_id)

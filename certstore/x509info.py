@@ -104,10 +104,11 @@ def describe(cert: x509.Certificate) -> CertInfo:
         ) from e
 
 
-def load_certificates(data: bytes) -> list[x509.Certificate]:
+def load_certificates(data: bytes, *, limit: int | None = None) -> list[x509.Certificate]:
     """Load one or many PEM certificates, or one DER certificate.
 
-    Refuses empty input, private keys and anything that is not a certificate, naming which.
+    Refuses empty input, private keys and anything that is not a certificate, naming which;
+    with ``limit``, a PEM file with more certificate blocks is refused before any is parsed.
     """
     if not data or not data.strip():
         raise InvalidCertificate("the file is empty; export the certificate as PEM or DER",
@@ -125,6 +126,10 @@ def load_certificates(data: bytes) -> list[x509.Certificate]:
                     raise InvalidCertificate(
                         "the PEM file holds no CERTIFICATE block", rule="not-a-certificate"
                     )
+                blocks = data.count(_PEM_CERT_MARKER)
+                if limit is not None and blocks > limit:
+                    raise InvalidCertificate(f"the file holds {blocks} certificates; import "
+                                             f"at most {limit} at once", rule="too-large")
                 certs = x509.load_pem_x509_certificates(data)
             else:
                 certs = [x509.load_der_x509_certificate(data)]

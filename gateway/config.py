@@ -195,6 +195,10 @@ class AdminConfig(_Model):
     max_upload_bytes: int = Field(default=1024 * 1024, gt=0)
     # The admin page's sign-in session (absolute lifetime; sign-out ends it sooner).
     session_ttl_s: int = Field(default=8 * 3600, ge=60, le=7 * 24 * 3600)
+    crypto_workers: int = Field(default=4, ge=0, le=256)  # 0: in a thread (comparison only)
+    crypto_queue: int = Field(default=16, gt=0)
+    max_mutations_per_key: int = Field(default=2, gt=0)
+    max_mutations_per_account: int = Field(default=2, gt=0)
 
     _bind = field_validator("bind")(classmethod(lambda cls, v: _check_bind(v)))
 

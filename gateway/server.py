@@ -32,6 +32,8 @@ from certstore.snapshot import ServedChain, Snapshot
 from certstore.store import CertStore
 from gateway.admin.app import SERVER_LOG, create_app
 from gateway.admin.https_only import HttpsOnly
+from gateway.admin.limits import MutationLimits
+from gateway.admin.workers import ProcessOffload
 from gateway.config import Config, ListenerConfig, load_config
 from gateway.errors import ConfigError
 from gateway.fleet import NodeReporter
@@ -101,6 +103,7 @@ class Gateway:
         self._admin: web.AppRunner | None = None
         self._admin_sock: socket.socket | None = None
         self._admin_accept: HttpsOnly | None = None
+        self._offload: ProcessOffload | None = None
         self._generated_default: tuple[ServedChain, bytes] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._lifecycle: Lifecycle | None = None
@@ -253,13 +256,20 @@ class Gateway:
                                                        ip_addresses=_bind_ips([bind]),
                                                        key_type="ecdsa-p256")
         ctx = admin_context(served, key)
+        admin = self.config.admin
+        # Admin requests' heavy crypto runs in worker processes, off this process's GIL
+        # (issue 10): the handshakes of every listener never wait for an import.
+        if admin.crypto_workers:  # 0 keeps the in-thread default, to measure the difference
+            self._offload = ProcessOffload(admin.crypto_workers, queue=admin.crypto_queue)
+            self.store.offload = self._offload
+        limits = MutationLimits(per_key=admin.max_mutations_per_key,
+                                per_account=admin.max_mutations_per_account)
         from gateway.dnscheck import txt_lookup
 
-        app = create_app(self.metrics, self.store,
-                         max_upload_bytes=self.config.admin.max_upload_bytes,
-                         settle=self.settle, session_ttl_s=self.config.admin.session_ttl_s,
-                         lookup=txt_lookup(self.config.dns.resolvers,
-                                           self.config.dns.timeout_s))
+        app = create_app(self.metrics, self.store, max_upload_bytes=admin.max_upload_bytes,
+                         settle=self.settle, session_ttl_s=admin.session_ttl_s,
+                         lookup=txt_lookup(self.config.dns.resolvers, self.config.dns.timeout_s),
+                         limits=limits)
         # No access log, and server errors without request bytes: admin requests carry API
         # keys and uploads (the audit log records who did what).
         self._admin = web.AppRunner(app, access_log=None, logger=SERVER_LOG)
@@ -366,6 +376,9 @@ class Gateway:
         if self._admin is not None:
             await self._admin.cleanup()
             self._admin = None
+        if self._offload is not None:
+            await self._offload.close()
+            self._offload = None
         if self._share is not None and self.ref.snapshot is not None:
             self._share.publish(self.metrics.state())  # this worker's final counts
         self.access_log.flush()

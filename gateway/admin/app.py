@@ -21,6 +21,7 @@ from certstore.store import CertStore
 from gateway.admin import accounts, audit_log, chains, cluster, lifecycle, pki, trusted_cas
 from gateway.admin import web as web_page
 from gateway.admin.endpoint import MAX_UPLOAD, Call, Endpoint, Settle, bind
+from gateway.admin.limits import MutationLimits, body_limit_middleware
 from gateway.admin.models import Health, OpenApiDocument
 from gateway.admin.openapi import build_document
 from gateway.admin.problems import problem_middleware
@@ -28,6 +29,7 @@ from gateway.admin.web.session import DEFAULT_SESSION_TTL_S
 from gateway.observe import Metrics
 
 METRICS_KEY = web.AppKey("metrics", Metrics)
+LIMITS = web.AppKey("mutation_limits", MutationLimits)
 OPENAPI_PATH = "/api/v1/openapi.json"
 
 
@@ -108,14 +110,17 @@ def router_path(path: str, paths: Iterable[str]) -> str:
 def create_app(m: Metrics, store: CertStore, *, max_upload_bytes: int,
                settle: Settle | None = None,
                session_ttl_s: int = DEFAULT_SESSION_TTL_S,
-               lookup: TxtLookup | None = None) -> web.Application:
+               lookup: TxtLookup | None = None,
+               limits: MutationLimits | None = None) -> web.Application:
     """The admin application over ``store``; request bodies are capped at
-    ``max_upload_bytes`` (413 past it). ``settle``, when given, is awaited after every
-    successful mutation, so the caller's next handshake is served from the new state.
-    The admin page signs in for ``session_ttl_s`` seconds. ``lookup`` reads DNS challenges
-    (default: the system's resolvers)."""
+    ``max_upload_bytes`` (413 past it, at once when announced). ``settle``, when given, is
+    awaited after every successful mutation, so the caller's next handshake is served from
+    the new state. The admin page signs in for ``session_ttl_s`` seconds. ``lookup`` reads
+    DNS challenges (default: the system's resolvers). ``limits`` bounds concurrent
+    mutations per key and account (429)."""
     app = web.Application(client_max_size=max_upload_bytes,
-                          middlewares=[problem_middleware(max_upload_bytes)])
+                          middlewares=[problem_middleware(max_upload_bytes),
+                                       body_limit_middleware(max_upload_bytes)])
     app[METRICS_KEY] = m
     if lookup is None:
         # Imported here: dnspython costs ~0.25 s of start-up that CLI commands never need.
@@ -124,11 +129,13 @@ def create_app(m: Metrics, store: CertStore, *, max_upload_bytes: int,
         lookup = txt_lookup((), 5.0)
     app[accounts.TXT_LOOKUP] = lookup
     app[MAX_UPLOAD] = max_upload_bytes
+    if limits is not None:
+        app[LIMITS] = limits
     paths = [endpoint.path for endpoint in ENDPOINTS]
     for endpoint in ENDPOINTS:
         # No automatic HEAD routes: the router must match the document exactly.
         app.router.add_route(endpoint.method, router_path(endpoint.path, paths),
-                             bind(endpoint, store, settle))
+                             bind(endpoint, store, settle, limits))
     # The Certificates tab at /, a page on top of the routes above.
     web_page.mount(app, store, session_ttl_s=session_ttl_s)
     return app

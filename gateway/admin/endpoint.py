@@ -33,6 +33,7 @@ from certstore.audit import ApiKey, acting_as
 from certstore.persistence.conn import tracking_changes
 from certstore.store import CertStore
 from certstore.text import escaped
+from gateway.admin.limits import MutationLimits
 from gateway.admin.problems import (
     Problem,
     invalid_request,
@@ -246,15 +247,20 @@ async def audit_access_refused(store: CertStore, caller: Caller, request: web.Re
         log.exception("could not audit a refused access")
 
 
-def bind(endpoint: Endpoint, store: CertStore, settle: Settle | None = None) -> Handler:
+def bind(endpoint: Endpoint, store: CertStore, settle: Settle | None = None,
+         limits: MutationLimits | None = None) -> Handler:
     """The aiohttp handler running ``endpoint`` with authentication, visibility and audit;
-    after a successful mutation it awaits ``settle`` (see :func:`create_app`)."""
+    after a successful mutation it awaits ``settle`` (see :func:`create_app`). ``limits``
+    bounds the concurrent mutations of one key and one account (429 past them)."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         caller = None if endpoint.public else await authenticate(request, store)
         mutation = endpoint.audit is not None
         wait = _wait_mode(request) if mutation else "node"
-        with acting_as(caller.key.actor) if caller is not None else nullcontext(), \
+        # A 429 is decided before anything is read or audited: refusing costs nothing.
+        held = (limits.hold(caller.key) if limits is not None and caller is not None
+                and mutation else nullcontext())
+        with held, acting_as(caller.key.actor) if caller is not None else nullcontext(), \
                 tracking_changes() as changes:
             try:
                 account_id = request.match_info.get("id")

@@ -31,8 +31,11 @@ _ERROR_TEXT = {
     415: "Unsupported media type",
     412: "If-Match names an older version: read again and retry",
     422: "Invalid input; certificate refusals name the rule and the offending names",
-    503: "The store's database is unreachable (PostgreSQL outage), or the DNS resolvers gave "
-         "no answer (dns.resolvers in the config); retry after Retry-After",
+    429: "Too many concurrent changes by this key or account (admin.max_mutations_per_key, "
+         "admin.max_mutations_per_account), or the crypto workers' queue is full",
+    503: "The store's database is unreachable (PostgreSQL outage), the DNS resolvers gave no "
+         "answer (dns.resolvers in the config), or the worker running the request stopped "
+         "(nothing was stored); retry after Retry-After",
 }
 _PARAM_TEXT = {
     "id": "Account id",
@@ -118,6 +121,8 @@ def _error_statuses(ep: Endpoint) -> list[int]:
         statuses.add(503)  # every authenticated route reads the store
     if "{" in ep.path or ep.query is not None:
         statuses.add(404)
+    if ep.audit is not None and not ep.public:  # mutations are counted (gateway.admin.limits)
+        statuses.update((429, 503))
     return sorted(statuses)
 
 
@@ -154,6 +159,10 @@ def build_document(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
                                  for s, text in _ERROR_TEXT.items()}
     responses["E401"]["headers"] = {"WWW-Authenticate": {
         "description": "The Bearer challenge (RFC 6750)", "schema": {"type": "string"}}}
+    for status in (429, 503):
+        responses[f"E{status}"]["headers"] = {"Retry-After": {
+            "description": "Seconds to wait before retrying (RFC 9110 10.2.3)",
+            "schema": {"type": "string"}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "certgate admin API", "version": "1",

@@ -21,6 +21,7 @@ from aiohttp.typedefs import Handler, Middleware
 from pydantic import ValidationError
 
 from certstore.errors import CertStoreError, StoreUnavailable
+from gateway.errors import Unavailable
 
 log = logging.getLogger("certgate.admin")
 
@@ -48,6 +49,8 @@ TITLES: dict[str, str] = {
     "store-setup": "Certificate store unavailable",
     "store-unavailable": "Certificate store temporarily unreachable",
     "precondition-failed": "Changed since you read it",
+    "too-many-requests": "Too many concurrent requests",
+    "worker-lost": "Worker stopped",
     "certstore-error": "Certificate store error",
     "internal-error": "Internal error",
 }
@@ -138,6 +141,9 @@ def to_problem(error: Exception, max_upload_bytes: int) -> Problem:
         return error
     if isinstance(error, CertStoreError):
         return Problem.from_store(error)
+    if isinstance(error, Unavailable):
+        return Problem(error.http_status, error.code, error.message,
+                       headers={"Retry-After": str(error.retry_after_s)})
     if isinstance(error, web.HTTPException):
         return _from_http(error, max_upload_bytes)
     return Problem(500, "internal-error", "the server failed to handle the request; the "
@@ -157,7 +163,7 @@ def problem_middleware(max_upload_bytes: int) -> Middleware:
                 raise  # redirects and other non-errors pass through untouched
             return to_problem(e, max_upload_bytes).response()
         except Exception as e:
-            if not isinstance(e, Problem | CertStoreError):
+            if not isinstance(e, Problem | CertStoreError | Unavailable):
                 # A bug, never bad input: log the traceback (no request body is in it) and
                 # answer without internals.
                 log.exception("admin %s %s failed", request.method, request.path)
