@@ -28,9 +28,8 @@ DEFAULT_CONFIG = Path("certgate.yaml")
 DEFAULT_DATA_DIR = Path("var")
 
 TOP_LEVEL_KEYS = ("data_dir", "master_key_file", "database", "password_file", "node_name",
-                  "token_issuer", "ca", "listeners",
-                  "admin", "context_cache_size", "access_log", "store_poll_interval_s",
-                  "graceful_timeout_s", "lifecycle")
+                  "token_issuer", "ca", "dns", "listeners", "admin", "context_cache_size",
+                  "access_log", "store_poll_interval_s", "graceful_timeout_s", "lifecycle")
 """The settings of ``gateway.config.Config`` (a test keeps the two lists equal)."""
 
 

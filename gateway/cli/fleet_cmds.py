@@ -11,10 +11,9 @@ from pathlib import Path
 
 import click
 
-from gateway.cli.common import CliState
+from gateway.cli.common import CliState, pass_state
 
 NO_WAIT = "certgate.no_wait"
-pass_state = click.make_pass_decorator(CliState)
 
 
 def waits(ctx: click.Context | None = None) -> bool:

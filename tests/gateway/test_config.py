@@ -12,6 +12,7 @@ from gateway.config import (
     AdminConfig,
     CaConfig,
     Config,
+    DnsConfig,
     LifecycleConfig,
     ListenerConfig,
     TlsPolicy,
@@ -213,7 +214,7 @@ def test_example_shows_every_default() -> None:
     the sample sets up on purpose (its listeners' identity and the admin API's presence)."""
     doc = yaml.safe_load(EXAMPLE.read_text())
     for name, field in Config.model_fields.items():
-        if name in ("listeners", "admin", "ca", "lifecycle"):
+        if name in ("listeners", "admin", "ca", "lifecycle", "dns"):
             continue
         default = field.get_default()
         shown = doc[name]
@@ -222,6 +223,10 @@ def test_example_shows_every_default() -> None:
     assert doc["ca"]["key_type"] == CaConfig.model_fields["key_type"].default
     for name, field in LifecycleConfig.model_fields.items():
         assert doc["lifecycle"][name] == field.get_default(), f"lifecycle.{name}"
+    for name, field in DnsConfig.model_fields.items():
+        default = field.get_default()
+        shown = tuple(doc["dns"][name]) if isinstance(default, tuple) else doc["dns"][name]
+        assert shown == default, f"dns.{name}"
     web = doc["listeners"][0]
     for name, field in ListenerConfig.model_fields.items():
         if name in ("name", "kind", "bind", "upstream", "routes", "tls"):
