@@ -10,7 +10,9 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import aiohttp
 import pytest
 
 from certstore.errors import InvalidCertificate
@@ -18,8 +20,14 @@ from certstore.pkcs12 import read_pkcs12
 from certstore.pkcs12_walk import RULE
 from gateway.admin.workers import ProcessOffload
 from gateway.errors import Unavailable
-from tests.certfactory import Issued, make_leaf
+from tests.certfactory import Issued, make_leaf, p12
+from tests.gateway.admin.conftest import AdminEnv, Api, admin_context
 from tests.gateway.admin.hidden_bags import hidden_key_bag_file
+from tests.gateway.admin.test_workflow import p12_form
+from tests.gateway.harness import init_store, root_pem, running_gateway, upstream_server
+
+ACCOUNTS = "/api/v1/accounts"
+PASSWORD = "hidden-bag-pw"
 
 
 def burn(*, seconds: float) -> float:
@@ -100,3 +108,51 @@ async def test_a_worker_crash_is_still_a_503_worker_lost(offload: ProcessOffload
 def test_the_limit_must_be_positive() -> None:
     with pytest.raises(ValueError, match="job_timeout_s"):
         ProcessOffload(1, queue=1, job_timeout_s=0)
+
+
+@pytest.fixture
+async def gw(tmp_path: Path) -> AsyncIterator[AdminEnv]:
+    """A gateway whose crypto jobs may use one second of CPU each."""
+    await init_store(tmp_path)
+    async with upstream_server() as up_port:
+        listener = {"name": "web", "kind": "https", "bind": "127.0.0.1:0",
+                    "upstream": f"http://127.0.0.1:{up_port}"}
+        admin_cfg = {"bind": "127.0.0.1:0", "crypto_workers": 2, "crypto_job_timeout_s": 1}
+        async with running_gateway(tmp_path, [listener], admin=admin_cfg) as gateway:
+            root = root_pem(gateway.store.ca_root).decode()
+            connector = aiohttp.TCPConnector(ssl=admin_context(root))
+            async with aiohttp.ClientSession(connector=connector) as session:
+                _, operator = await gateway.store.create_api_key(role="operator")
+                api = Api(session, f"https://127.0.0.1:{gateway.admin_port}", operator)
+                yield AdminEnv(gateway=gateway, api=api, root_pem=root, upstream_port=up_port)
+
+
+async def _chain_ids(api: Api, base: str) -> set[str]:
+    return {c["id"] for c in (await api.ok("GET", f"{base}/chains"))["chains"]}
+
+
+async def test_import_hiding_an_expensive_key_bag_is_refused_through_the_api(
+        gw: AdminEnv, intermediate_ca: Issued) -> None:
+    created = await gw.api.ok("POST", ACCOUNTS, 201, json_body={
+        "name": "Hider", "kind": "customer", "domains": ["hidden.test"]})
+    base = f"{ACCOUNTS}/{created['id']}"
+    api = gw.api.as_key(await gw.key_for("customer", str(created["id"])))
+    before = await _chain_ids(api, base)
+    offload = gw.gateway.store.offload
+    assert isinstance(offload, ProcessOffload) and offload.job_timeout_s == 1
+    leaf = make_leaf(intermediate_ca, dns=["hidden.test"])
+    data = hidden_key_bag_file(leaf, PASSWORD, 400_000_000)  # minutes of CPU unbounded
+
+    start = time.monotonic()
+    reply = await api.call("POST", f"{base}/chains/import", data=p12_form(data, PASSWORD))
+    body = reply.problem(422, "invalid-certificate")
+    assert body["rule"] == RULE and "more work than allowed" in body["detail"]
+    assert time.monotonic() - start < 30
+    assert offload.cut["prepare_import"] == 1
+    assert await _chain_ids(api, base) == before  # nothing stored
+
+    # The pool serves the next (normal) import of the same tenant.
+    reply = await api.call("POST", f"{base}/chains/import",
+                           data=p12_form(p12(leaf, PASSWORD.encode()), PASSWORD))
+    assert reply.status == 201, reply.text
+    assert len(await _chain_ids(api, base) - before) == 1
