@@ -185,6 +185,8 @@ class ProcessOffload:
         """Jobs finished in a worker, by function name (for tests and metrics)."""
         self.cut: Counter[str] = Counter()
         """Jobs stopped by the CPU limit, by function name."""
+        self.retried: Counter[str] = Counter()
+        """Jobs run again because another job's overrun broke their pool, by name."""
 
     @property
     def pending(self) -> int:
@@ -238,7 +240,9 @@ class ProcessOffload:
                                     fn.__name__, self.job_timeout_s)
                         raise _cut(fn.__name__, self.job_timeout_s) from None
                     if cut and attempt == 1:
-                        continue  # an innocent job of a pool another job's overrun broke
+                        # An innocent job of a pool another job's overrun broke.
+                        self.retried[fn.__name__] += 1
+                        continue
                     log.error("a crypto worker died; starting a new pool for the next job")
                     raise _lost() from None
                 self.jobs[fn.__name__] += 1

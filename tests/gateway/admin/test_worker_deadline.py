@@ -74,14 +74,17 @@ async def test_cpu_time_is_per_job_not_per_worker(offload: ProcessOffload) -> No
 
 async def test_an_input_job_cut_is_a_422_and_its_neighbours_complete(
         offload: ProcessOffload) -> None:
-    # The other worker runs a job and more are queued while the pool breaks under them.
-    others = [asyncio.ensure_future(offload.run(burn, seconds=0.3)) for _ in range(3)]
+    # Submitted first (the pool's start lock is FIFO), the overrun takes one worker; the
+    # other runs innocent jobs of 0.7 s, more wait: the pool breaks under them.
+    cut_job = asyncio.ensure_future(offload.run(prepare_import, seconds=60.0))
+    others = [asyncio.ensure_future(offload.run(burn, seconds=0.7)) for _ in range(5)]
     with pytest.raises(InvalidCertificate) as cut:
-        await offload.run(prepare_import, seconds=60.0)
+        await cut_job
     assert cut.value.rule == RULE and "more work than allowed" in str(cut.value)
     # Innocent jobs ran again on the fresh pool: none is lost.
-    assert all(u >= 0.3 for u in await asyncio.gather(*others))
-    assert offload.cut == {"prepare_import": 1} and offload.jobs["burn"] == 3
+    assert all(u >= 0.7 for u in await asyncio.gather(*others))
+    assert offload.cut == {"prepare_import": 1} and offload.jobs["burn"] == 5
+    assert offload.retried["burn"] >= 1  # at least the one running beside it
 
 
 async def test_a_hidden_expensive_key_bag_is_cut(offload: ProcessOffload,
@@ -94,7 +97,7 @@ async def test_a_hidden_expensive_key_bag_is_cut(offload: ProcessOffload,
     with pytest.raises(Unavailable) as cut:  # read_pkcs12 is not a named input job
         await offload.run(read_pkcs12, data=data, password=b"pw")
     assert cut.value.code == "job-too-long"
-    assert time.monotonic() - start < 30
+    assert time.monotonic() - start < 60  # unbounded: ~90 s of CPU
     assert await offload.run(os.getpid) > 0  # the pool works again
 
 
@@ -147,7 +150,7 @@ async def test_import_hiding_an_expensive_key_bag_is_refused_through_the_api(
     reply = await api.call("POST", f"{base}/chains/import", data=p12_form(data, PASSWORD))
     body = reply.problem(422, "invalid-certificate")
     assert body["rule"] == RULE and "more work than allowed" in body["detail"]
-    assert time.monotonic() - start < 30
+    assert time.monotonic() - start < 60  # unbounded: ~90 s of CPU
     assert offload.cut["prepare_import"] == 1
     assert await _chain_ids(api, base) == before  # nothing stored
 
