@@ -178,6 +178,7 @@ class ProcessOffload:
         self.queue = queue
         self.job_timeout_s = job_timeout_s
         self._pool: _Pool | None = None
+        self._closed = False
         self._pending = 0
         self._starting = asyncio.Lock()
         self._ids = itertools.count(1)
@@ -195,6 +196,8 @@ class ProcessOffload:
 
     async def _executor(self) -> _Pool:
         async with self._starting:
+            if self._closed:  # a job that waited past close() must not start a new pool
+                raise _lost()
             if self._pool is None:
                 # Started in a thread: the first worker waits for the fork server to start
                 # and import its modules (about a second), and ProcessPoolExecutor starts
@@ -261,6 +264,7 @@ class ProcessOffload:
 
     async def close(self) -> None:
         """Stop the workers (running jobs are finished first; queued ones are dropped)."""
+        self._closed = True
         pool, self._pool = self._pool, None
         if pool is not None:
             await asyncio.to_thread(pool.executor.shutdown, wait=True, cancel_futures=True)

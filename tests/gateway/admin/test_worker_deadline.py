@@ -108,6 +108,15 @@ async def test_a_worker_crash_is_still_a_503_worker_lost(offload: ProcessOffload
     assert await offload.run(burn, seconds=0.05) >= 0.05
 
 
+async def test_no_job_runs_after_close() -> None:
+    offload = ProcessOffload(1, queue=1, job_timeout_s=1.0)
+    assert await offload.run(os.getpid) > 0
+    await offload.close()
+    with pytest.raises(Unavailable) as lost:
+        await offload.run(os.getpid)
+    assert lost.value.http_status == 503
+
+
 def test_the_limit_must_be_positive() -> None:
     with pytest.raises(ValueError, match="job_timeout_s"):
         ProcessOffload(1, queue=1, job_timeout_s=0)
