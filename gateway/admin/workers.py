@@ -19,13 +19,15 @@ PKCS#12 file's *encrypted* safes (and their iteration counts) are only seen once
 decrypted, inside ``cryptography``'s one ``load_pkcs12`` call, which no Python code can
 interrupt. So the kernel bounds each job: the worker arms ``RLIMIT_CPU`` at the start of a
 job (soft limit = its CPU time so far + the limit) and disarms it after; a job that goes
-over is killed by ``SIGXCPU`` wherever it is, native code included. CPU time, not wall time,
+over is killed by ``SIGXCPU`` wherever it is, native code included (the limit is in whole
+seconds, rounded up: a job gets the limit plus less than a second). CPU time, not wall time,
 is the measure: a worker at ``SCHED_IDLE`` on a busy machine may wait long for a core
 without having done any work. The parent tells a cut job from a crash by the dead worker's
 exit signal and the job each worker had started (a small shared table):
 
-* the cut job fails with :class:`JobCut` -- an import's ``InvalidCertificate``
-  (``pkcs12-work-budget``, a 422) for jobs that read an upload, else a 503;
+* the cut job fails: a job that reads an upload with ``InvalidCertificate`` (a 422; an
+  import's rule is ``pkcs12-work-budget``), any other with ``Unavailable``
+  (``job-too-long``, a 503);
 * the other jobs of the broken pool (running or queued; jobs are pure functions, nothing is
   stored until they return) run again once on a fresh pool, so they complete; a second
   break answers them 503 (``worker-lost``, retryable).
