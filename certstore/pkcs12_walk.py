@@ -13,8 +13,18 @@ visible structure (no derivation, no decryption) before anything is derived:
   MAC and the key bags again.
 
 Counts and nesting are bounded too (safes, bags, nested safe contents), so the walk itself
-is cheap. Bags inside *encrypted* safes cannot be seen before decryption; their count is
-bounded afterwards (:data:`MAX_CERTIFICATES`).
+is cheap.
+
+What the walk cannot count: bags inside *encrypted* safes are only visible once the safe is
+decrypted, and ``cryptography``'s ``load_pkcs12`` decrypts the safes and derives their key
+bags' keys in one native call. A crafted file can hide a key bag asking for billions of
+PBKDF2 iterations there (the walk sees only the safe's own, cheap derivation). Walking them
+would mean decrypting them here first, i.e. doing the work twice; instead, that work is
+bounded where it runs: every job of the gateway's crypto workers has a CPU limit
+(``admin.crypto_job_timeout_s``, :mod:`gateway.admin.workers`), and an import cut by it is
+refused with this module's rule (:data:`RULE`). The count of certificates is bounded after
+opening (:data:`MAX_CERTIFICATES`). The CLI, which serves nothing, opens files in a thread
+without that limit.
 """
 
 from __future__ import annotations

@@ -197,6 +197,8 @@ class AdminConfig(_Model):
     session_ttl_s: int = Field(default=8 * 3600, ge=60, le=7 * 24 * 3600)
     crypto_workers: int = Field(default=4, ge=0, le=256)  # 0: in a thread (comparison only)
     crypto_queue: int = Field(default=16, gt=0)
+    # CPU seconds one crypto job may use before its worker is killed (gateway.admin.workers).
+    crypto_job_timeout_s: float = Field(default=10.0, gt=0, le=3600)
     max_mutations_per_key: int = Field(default=2, gt=0)
     max_mutations_per_account: int = Field(default=2, gt=0)
 

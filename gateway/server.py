@@ -260,7 +260,8 @@ class Gateway:
         # Admin requests' heavy crypto runs in worker processes, off this process's GIL
         # (issue 10): the handshakes of every listener never wait for an import.
         if admin.crypto_workers:  # 0 keeps the in-thread default, to measure the difference
-            self._offload = ProcessOffload(admin.crypto_workers, queue=admin.crypto_queue)
+            self._offload = ProcessOffload(admin.crypto_workers, queue=admin.crypto_queue,
+                                           job_timeout_s=admin.crypto_job_timeout_s)
             self.store.offload = self._offload
         limits = MutationLimits(per_key=admin.max_mutations_per_key,
                                 per_account=admin.max_mutations_per_account)

@@ -35,7 +35,8 @@ _ERROR_TEXT = {
          "admin.max_mutations_per_account), or the crypto workers' queue is full",
     503: "The store's database is unreachable (PostgreSQL outage), the DNS resolvers gave no "
          "answer (dns.resolvers in the config), or the worker running the request stopped "
-         "(nothing was stored); retry after Retry-After",
+         "or went over admin.crypto_job_timeout_s of CPU (nothing was stored); retry after "
+         "Retry-After",
 }
 _PARAM_TEXT = {
     "id": "Account id",

@@ -51,6 +51,7 @@ TITLES: dict[str, str] = {
     "precondition-failed": "Changed since you read it",
     "too-many-requests": "Too many concurrent requests",
     "worker-lost": "Worker stopped",
+    "job-too-long": "Request needed more CPU than allowed",
     "certstore-error": "Certificate store error",
     "internal-error": "Internal error",
 }
