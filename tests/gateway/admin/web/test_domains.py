@@ -1,0 +1,136 @@
+"""Pending domains on the page: a domain a customer adds shows as pending with the DNS TXT
+record to publish; "Check DNS" shows the API's refusal beside it, and verifies the domain
+once the record is in the (real, loopback) DNS server; its vendor approves it. Only verified
+domains are offered for Generate and TLS bindings; a customer has no Approve button."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.async_api import Locator, expect
+
+from tests.gateway.admin.web.conftest import Tab, WebEnv, unique_domain
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+CHALLENGE = "_certgate-challenge."
+
+
+def row(tab: Tab, domain: str) -> Locator:
+    """The domain's row in the account section's list."""
+    return tab.page.locator("#domain-list > li").filter(
+        has=tab.page.locator(".domain-name", has_text=domain))
+
+
+async def add_domain(tab: Tab, domain: str) -> None:
+    section = tab.page.get_by_role("region", name="Account:")
+    await section.get_by_label("New domain").fill(domain)
+    await section.get_by_role("button", name="Add domain").click()
+    await expect(row(tab, domain)).to_be_visible()
+
+
+async def token_of(web_env: WebEnv, account: str, domain: str) -> str:
+    pending = {p.name: p.token for p in (await web_env.store.get_account(account)).pending}
+    return pending[domain]
+
+
+async def test_customer_adds_a_pending_domain_then_its_vendor_approves_it(
+        tab: Tab, web_env: WebEnv) -> None:
+    vendor, vendor_key = await web_env.vendor("Approving Vendor")
+    first = unique_domain("first")
+    account, key = await web_env.customer(first, parent=vendor, name="Pending Customer")
+    await tab.sign_in(key)
+    page = tab.page
+    added = unique_domain("awaiting")
+    await add_domain(tab, added)
+    line = row(tab, added)
+    await expect(line.locator(".badge")).to_have_text("pending")
+    token = await token_of(web_env, account, added)
+    # The TXT record to publish, as text: name and value exactly as the API gives them.
+    values = line.locator(".challenge-value")
+    await expect(values).to_have_text([CHALLENGE + added, token])
+    await expect(line.get_by_role("button", name=f"Check DNS for {added}")).to_be_visible()
+    # A customer is not offered Approve (the API would refuse it with 403).
+    await expect(page.get_by_role("button", name=f"Approve {added}")).to_have_count(0)
+    await expect(page.get_by_role("button", name="Approve", exact=False)).to_have_count(0)
+    # Not offered for Generate, nor for a TLS binding, while pending.
+    gen = page.get_by_label("Domain", exact=True)
+    await expect(gen.locator("option")).to_have_text([first])
+    await expect(page.get_by_label(f"TLS chain for {first}")).to_be_visible()
+    await expect(page.get_by_label(f"TLS chain for {added}")).to_have_count(0)
+    assert (await web_env.store.get_account(account)).domains == (first,)
+    # The copy button puts the exact token on the clipboard.
+    await page.context.grant_permissions(["clipboard-read", "clipboard-write"],
+                                         origin=web_env.base)
+    await line.get_by_role("button", name=f"Copy record value for {added}").click()
+    await expect(page.locator("#status")).to_contain_text("copied")
+    assert await page.evaluate("navigator.clipboard.readText()") == token
+    await tab.shot("11-customer-pending-domain")
+
+    # The vendor signs in, picks its customer and approves the domain.
+    await page.get_by_role("button", name="Sign out").click()
+    await tab.sign_in(vendor_key)
+    nav = page.get_by_role("navigation", name="Accounts")
+    await nav.get_by_label("Search accounts").fill("Pending Customer")
+    await nav.get_by_role("button", name="Pending Customer").click()
+    await expect(page.get_by_role("heading", name="Account: Pending Customer")).to_be_visible()
+    approve = page.get_by_role("button", name=f"Approve {added}", exact=True)
+    await approve.focus()
+    await page.keyboard.press("Enter")  # keyboard alone
+    await expect(row(tab, added)).to_contain_text("verified")
+    await expect(row(tab, added).locator(".badge")).to_have_count(0)
+    await expect(row(tab, added).locator(".challenge-value")).to_have_count(0)
+    await expect(page.get_by_role("button", name=f"Approve {added}")).to_have_count(0)
+    options = await gen.locator("option").all_inner_texts()
+    assert set(options) == {first, added}, options
+    await expect(page.get_by_label(f"TLS chain for {added}")).to_be_visible()
+    assert set((await web_env.store.get_account(account)).domains) == {first, added}
+    await tab.shot("12-vendor-approved-domain")
+
+
+async def test_check_dns_shows_the_refusal_then_verifies_the_published_record(
+        tab: Tab, web_env: WebEnv) -> None:
+    account, key = await web_env.customer(unique_domain("dns-first"))
+    await tab.sign_in(key)
+    added = unique_domain("dns")
+    await add_domain(tab, added)
+    line = row(tab, added)
+    check = line.get_by_role("button", name=f"Check DNS for {added}")
+    # No record yet: the API's 409 domain-unverified shows beside the button.
+    await check.click()
+    alert = line.get_by_role("alert")
+    await expect(alert).to_contain_text("domain-unverified")
+    await expect(alert).to_contain_text(added)
+    assert added in (await web_env.store.get_account(account)).pending_names
+    # A wrong token is not enough either.
+    web_env.dns.publish(CHALLENGE + added, "certgate-not-the-token")
+    await check.click()
+    await expect(alert).to_contain_text("domain-unverified")
+    # The right one, published where the gateway's resolver looks: verified.
+    web_env.dns.publish(CHALLENGE + added, await token_of(web_env, account, added))
+    await check.click()
+    await expect(row(tab, added)).to_contain_text("verified")
+    await expect(row(tab, added).get_by_role("button", name=f"Check DNS for {added}")) \
+        .to_have_count(0)
+    await expect(tab.page.get_by_label("Domain", exact=True).locator("option")) \
+        .to_contain_text([added])
+    assert added in (await web_env.store.get_account(account)).domains
+
+
+async def test_an_operator_approves_and_a_hostile_domain_is_refused_as_text(
+        tab: Tab, web_env: WebEnv) -> None:
+    account, key = await web_env.customer(unique_domain("op-first"), name="Operator Case")
+    await tab.sign_in(key)
+    added = unique_domain("op")
+    await add_domain(tab, added)
+    # Markup typed as a domain is refused by the API and shown as text, not parsed.
+    section = tab.page.get_by_role("region", name="Account:")
+    await section.get_by_label("New domain").fill("<img src=x>.example")
+    await section.get_by_role("button", name="Add domain").click()
+    await expect(section.locator("#domain-error")).to_contain_text("<img")
+    await expect(section.locator("#domain-list img")).to_have_count(0)
+    await tab.page.get_by_role("button", name="Sign out").click()
+    await tab.sign_in(web_env.operator)
+    await tab.open(f"/accounts/{account}")
+    await expect(tab.page.get_by_role("heading", name="Account: Operator Case")).to_be_visible()
+    await tab.page.get_by_role("button", name=f"Approve {added}", exact=True).click()
+    await expect(row(tab, added)).to_contain_text("verified")
+    assert added in (await web_env.store.get_account(account)).domains
