@@ -69,7 +69,10 @@ async def test_customer_adds_a_pending_domain_then_its_vendor_approves_it(
     await page.get_by_role("button", name="Sign out").click()
     await tab.sign_in(vendor_key)
     nav = page.get_by_role("navigation", name="Accounts")
-    await nav.get_by_label("Search accounts").fill("Pending Customer")
+    # The picker finds the customer by its pending domain and says it has one waiting.
+    await nav.get_by_label("Search accounts").fill(added)
+    await expect(nav.get_by_role("button", name="Pending Customer")).to_contain_text(
+        "1 pending")
     await nav.get_by_role("button", name="Pending Customer").click()
     await expect(page.get_by_role("heading", name="Account: Pending Customer")).to_be_visible()
     approve = page.get_by_role("button", name=f"Approve {added}", exact=True)
@@ -82,6 +85,10 @@ async def test_customer_adds_a_pending_domain_then_its_vendor_approves_it(
     options = await gen.locator("option").all_inner_texts()
     assert set(options) == {first, added}, options
     await expect(page.get_by_label(f"TLS chain for {added}")).to_be_visible()
+    # The picker follows: the customer has nothing pending any more.
+    await expect(nav.get_by_role("button", name="Pending Customer")).to_contain_text(added)
+    await expect(nav.get_by_role("button", name="Pending Customer")).not_to_contain_text(
+        "1 pending")
     assert set((await web_env.store.get_account(account)).domains) == {first, added}
     await tab.shot("12-vendor-approved-domain")
 
