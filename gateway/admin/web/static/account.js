@@ -47,8 +47,11 @@ function focusDomain(name) {
 }
 
 /** Approve or check a pending domain; a refusal shows beside its buttons. */
-async function settle(ctx, domain, action, errorNode) {
+async function settle(ctx, domain, action, errorNode, button) {
   fill(errorNode);
+  // A DNS look-up may take the resolver's whole timeout: one request at a time, and say so.
+  button.disabled = true;
+  if (action === "verify") say(`Looking up the DNS record of ${domain}…`);
   try {
     await call("POST", `${accountPath(ctx.accountId)}/domains/${seg(domain)}/${action}`);
     say(action === "approve" ? `Domain ${domain} approved: it is verified.`
@@ -56,7 +59,10 @@ async function settle(ctx, domain, action, errorNode) {
     await ctx.reload();
     focusDomain(domain);
   } catch (error) {
+    button.disabled = false;
+    fill($("status"));
     showProblem(errorNode, error);
+    button.focus();
   }
 }
 
@@ -89,12 +95,12 @@ function domainRow(ctx, entry, i) {
   const actions = [];
   if (pending) {
     actions.push(h("button", { type: "button", class: "small",
-      "aria-describedby": errorNode.id, onclick: () => settle(ctx, name, "verify", errorNode) },
+      "aria-describedby": errorNode.id, onclick: (event) => settle(ctx, name, "verify", errorNode, event.currentTarget) },
     "Check DNS", h("span", { class: "visually-hidden" }, ` for ${name}`)));
     // A customer key cannot approve (the API answers 403): the button is not offered.
     if (ctx.session && ctx.session.role !== "customer") {
       actions.push(h("button", { type: "button", class: "small",
-        onclick: () => settle(ctx, name, "approve", errorNode) },
+        onclick: (event) => settle(ctx, name, "approve", errorNode, event.currentTarget) },
       "Approve", h("span", { class: "visually-hidden" }, ` ${name}`)));
     }
   }
