@@ -80,6 +80,10 @@ async def test_customer_adds_a_pending_domain_then_its_vendor_approves_it(
     await page.keyboard.press("Enter")  # keyboard alone
     await expect(row(tab, added)).to_contain_text("verified")
     await expect(row(tab, added).locator(".badge")).to_have_count(0)
+    # Keyboard focus stays on the domain's row (its first control) after the redraw.
+    await expect(row(tab, added).get_by_role("button", name=f"Remove domain {added}")) \
+        .to_be_focused()
+    await expect(page.get_by_role("status")).to_contain_text(f"Domain {added} approved")
     await expect(row(tab, added).locator(".challenge-value")).to_have_count(0)
     await expect(page.get_by_role("button", name=f"Approve {added}")).to_have_count(0)
     options = await gen.locator("option").all_inner_texts()
@@ -106,6 +110,9 @@ async def test_check_dns_shows_the_refusal_then_verifies_the_published_record(
     alert = line.get_by_role("alert")
     await expect(alert).to_contain_text("domain-unverified")
     await expect(alert).to_contain_text(added)
+    # The button is usable again, and focused, to check once the record is published.
+    await expect(check).to_be_enabled()
+    await expect(check).to_be_focused()
     assert added in (await web_env.store.get_account(account)).pending_names
     # A wrong token is not enough either.
     web_env.dns.publish(CHALLENGE + added, "certgate-not-the-token")
@@ -115,6 +122,8 @@ async def test_check_dns_shows_the_refusal_then_verifies_the_published_record(
     web_env.dns.publish(CHALLENGE + added, await token_of(web_env, account, added))
     await check.click()
     await expect(row(tab, added)).to_contain_text("verified")
+    await expect(tab.page.get_by_role("status")).to_contain_text(
+        f"The DNS record of {added} was found")
     await expect(row(tab, added).get_by_role("button", name=f"Check DNS for {added}")) \
         .to_have_count(0)
     await expect(tab.page.get_by_label("Domain", exact=True).locator("option")) \
