@@ -5,10 +5,22 @@ domains are offered for Generate and TLS bindings; a customer has no Approve but
 
 from __future__ import annotations
 
-import pytest
-from playwright.async_api import Locator, expect
+from pathlib import Path
 
-from tests.gateway.admin.web.conftest import Tab, WebEnv, unique_domain
+import pytest
+from playwright.async_api import Locator, async_playwright, expect
+
+from tests.gateway.admin.web.conftest import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    DESKTOP,
+    Tab,
+    WebEnv,
+    admin_spki_pin,
+    unique_domain,
+)
+from tests.gateway.harness import init_store, root_pem, running_gateway, upstream_server
+from tests.support.dns_server import silent_resolver, txt_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 CHALLENGE = "_certgate-challenge."
@@ -150,3 +162,55 @@ async def test_an_operator_approves_and_a_hostile_domain_is_refused_as_text(
     await tab.page.get_by_role("button", name=f"Approve {added}", exact=True).click()
     await expect(row(tab, added)).to_contain_text("verified")
     assert added in (await web_env.store.get_account(account)).domains
+
+
+async def test_a_resolver_that_does_not_answer_shows_503_beside_check_dns(
+        tmp_path: Path) -> None:
+    """A gateway of its own whose only resolver never answers: "Check DNS" shows the API's
+    503 dns-lookup-failed beside the button, and the domain stays pending."""
+    await init_store(tmp_path)
+    with silent_resolver() as dead, txt_server() as unused:
+        async with upstream_server() as up_port:
+            listener = {"name": "web", "kind": "https", "bind": "127.0.0.1:0",
+                        "upstream": f"http://127.0.0.1:{up_port}"}
+            dns = {"resolvers": [dead], "timeout_s": 1.0, "check_interval_s": 0}
+            async with running_gateway(tmp_path, [listener], admin={"bind": "127.0.0.1:0"},
+                                       dns=dns) as gw:
+                _, operator = await gw.store.create_api_key(role="operator")
+                env = WebEnv(gateway=gw, base=f"https://127.0.0.1:{gw.admin_port}",
+                             root_pem=root_pem(gw.store.ca_root).decode(),
+                             operator=operator, dns=unused)
+                account, key = await env.customer(unique_domain("dead-first"))
+                pin = await admin_spki_pin(env)
+                async with async_playwright() as pw:
+                    chromium = await pw.chromium.launch(
+                        executable_path=CHROMIUM,
+                        args=[*CHROMIUM_ARGS, f"--ignore-certificate-errors-spki-list={pin}"])
+                    try:
+                        context = await chromium.new_context(viewport=DESKTOP)
+                        page = await context.new_page()
+                        page.set_default_timeout(20_000)
+                        errors: list[str] = []
+                        page.on("pageerror", lambda e: errors.append(str(e)))
+                        tab = Tab(page=page, env=env)
+                        await tab.sign_in(key)
+                        added = unique_domain("dead")
+                        await add_domain(tab, added)
+                        line = row(tab, added)
+                        async with page.expect_response(
+                                lambda r: r.url.endswith("/verify")) as answer:
+                            await line.get_by_role("button",
+                                                   name=f"Check DNS for {added}").click()
+                        response = await answer.value
+                        assert response.status == 503
+                        assert (await response.json())["type"].endswith("dns-lookup-failed")
+                        alert = line.get_by_role("alert")
+                        await expect(alert).to_contain_text("got no answer")
+                        await expect(alert).to_contain_text("the domain stays pending")
+                        await expect(line.get_by_role(
+                            "button", name=f"Check DNS for {added}")).to_be_enabled()
+                        await tab.shot("12b-check-dns-resolver-down")
+                        assert not errors, errors
+                    finally:
+                        await chromium.close()
+                assert added in (await gw.store.get_account(account)).pending_names
