@@ -88,6 +88,8 @@ async def test_customer_adds_a_pending_domain_then_its_vendor_approves_it(
     await nav.get_by_role("button", name="Pending Customer").click()
     await expect(page.get_by_role("heading", name="Account: Pending Customer")).to_be_visible()
     approve = page.get_by_role("button", name=f"Approve {added}", exact=True)
+    await expect(approve).to_be_visible()
+    await tab.shot("11b-vendor-sees-pending-domain")
     await approve.focus()
     await page.keyboard.press("Enter")  # keyboard alone
     await expect(row(tab, added)).to_contain_text("verified")
