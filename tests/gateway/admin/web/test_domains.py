@@ -75,7 +75,7 @@ async def test_customer_adds_a_pending_domain_then_its_vendor_approves_it(
     await line.get_by_role("button", name=f"Copy record value for {added}").click()
     await expect(page.locator("#status")).to_contain_text("copied")
     assert await page.evaluate("navigator.clipboard.readText()") == token
-    await tab.shot("11-customer-pending-domain")
+    await tab.shot("15-customer-pending-domain")
 
     # The vendor signs in, picks its customer and approves the domain.
     await page.get_by_role("button", name="Sign out").click()
@@ -89,7 +89,7 @@ async def test_customer_adds_a_pending_domain_then_its_vendor_approves_it(
     await expect(page.get_by_role("heading", name="Account: Pending Customer")).to_be_visible()
     approve = page.get_by_role("button", name=f"Approve {added}", exact=True)
     await expect(approve).to_be_visible()
-    await tab.shot("11b-vendor-sees-pending-domain")
+    await tab.shot("16-vendor-sees-pending-domain")
     await approve.focus()
     await page.keyboard.press("Enter")  # keyboard alone
     await expect(row(tab, added)).to_contain_text("verified")
@@ -108,7 +108,7 @@ async def test_customer_adds_a_pending_domain_then_its_vendor_approves_it(
     await expect(nav.get_by_role("button", name="Pending Customer")).not_to_contain_text(
         "1 pending")
     assert set((await web_env.store.get_account(account)).domains) == {first, added}
-    await tab.shot("12-vendor-approved-domain")
+    await tab.shot("17-vendor-approved-domain")
 
 
 async def test_check_dns_shows_the_refusal_then_verifies_the_published_record(
@@ -211,7 +211,7 @@ async def test_a_resolver_that_does_not_answer_shows_503_beside_check_dns(
                         await expect(alert).to_contain_text("the domain stays pending")
                         await expect(line.get_by_role(
                             "button", name=f"Check DNS for {added}")).to_be_enabled()
-                        await tab.shot("12b-check-dns-resolver-down")
+                        await tab.shot("18-check-dns-resolver-down")
                         assert not errors, errors
                     finally:
                         await chromium.close()
