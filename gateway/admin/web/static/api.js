@@ -42,8 +42,8 @@ export const seg = (value) => encodeURIComponent(String(value));
 export const accountPath = (id) => `/api/v1/accounts/${seg(id)}`;
 
 /**
- * An account's domain names. Read defensively: a domain may also come as an object
- * (``{name, status}``) where the API grows per-domain fields.
+ * An account's verified domain names (the API's ``domains``): the only names a chain may be
+ * generated or bound for. Pending ones are in ``domain_status`` (see domainEntries).
  */
 export function domainNames(acc) {
   return (acc && Array.isArray(acc.domains) ? acc.domains : [])
@@ -51,9 +51,17 @@ export function domainNames(acc) {
     .filter(Boolean);
 }
 
-/** A domain's status when the API gives one (``{name, status}``), else null. */
-export function domainStatus(acc, name) {
-  const found = (acc && Array.isArray(acc.domains) ? acc.domains : [])
-    .find((d) => d && typeof d === "object" && (d.name || d.domain) === name);
-  return found && found.status ? String(found.status) : null;
+/**
+ * Every domain of an account with its status: ``{name, status, challenge}``, from the
+ * API's ``domain_status`` (pending ones carry their DNS challenge ``{type, name, value}``).
+ * An account without ``domain_status`` lists its ``domains`` as verified.
+ */
+export function domainEntries(acc) {
+  if (acc && Array.isArray(acc.domain_status)) {
+    return acc.domain_status
+      .filter((d) => d && typeof d.name === "string" && d.name)
+      .map((d) => ({ name: d.name, status: String(d.status || "verified"),
+        challenge: d.challenge && typeof d.challenge === "object" ? d.challenge : null }));
+  }
+  return domainNames(acc).map((name) => ({ name, status: "verified", challenge: null }));
 }

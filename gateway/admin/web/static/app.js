@@ -1,7 +1,7 @@
 // The Certificates tab: sign-in, the account picker, and the account's sections. Each
 // section module wires its forms once (init) and draws from the loaded state (render).
 
-import { ApiError, accountPath, call, get, seg, setCsrf } from "./api.js";
+import { ApiError, accountPath, call, domainEntries, get, seg, setCsrf } from "./api.js";
 import { $, Pager, fill, h, say, showProblem } from "./dom.js";
 import * as account from "./account.js";
 import * as audit from "./audit.js";
@@ -83,8 +83,20 @@ async function load(id) {
     return;
   }
   $("account-body").hidden = false;
+  refreshPicked(ctx.account);
   document.title = `${ctx.account.name} · certgate Certificates`;
   for (const section of SECTIONS) section.render(ctx);
+}
+
+/** Keep the picker's copy of the open account current (its domains, its pending count);
+ * redrawn only when they changed, so a focused picker button is not replaced for nothing. */
+function refreshPicked(acc) {
+  const i = ctx.accounts.findIndex((a) => a.id === acc.id);
+  if (i < 0 || !picker) return;
+  const key = (a) => JSON.stringify([a.name, a.domains, a.domain_status]);
+  if (key(ctx.accounts[i]) === key(acc)) return;
+  ctx.accounts[i] = acc;
+  picker.draw();
 }
 
 function accountItem(acc) {
@@ -93,7 +105,14 @@ function accountItem(acc) {
     h("button", { type: "button", class: "pick", "aria-current": current ? "true" : null,
       onclick: () => open(acc.id) },
       h("span", { class: "name" }, acc.name),
-      h("span", { class: "sub" }, `${acc.kind} · ${(acc.domains || []).join(", ") || "no domain"}`)));
+      h("span", { class: "sub" }, `${acc.kind} · ${(acc.domains || []).join(", ") || "no domain"}` +
+        pendingNote(acc))));
+}
+
+/** " · N pending" when the account has domains waiting for approval (a vendor's to-do). */
+function pendingNote(acc) {
+  const n = domainEntries(acc).filter((d) => d.status !== "verified").length;
+  return n ? ` · ${n} pending` : "";
 }
 
 async function signIn(event) {
@@ -126,7 +145,7 @@ async function boot() {
   picker = new Pager({ list: $("account-list"), search: $("account-search"),
     prev: $("accounts-prev"), next: $("accounts-next"), label: $("accounts-page"), size: 20,
     render: accountItem, empty: "No account matches.",
-    text: (a) => `${a.name} ${a.id} ${(a.domains || []).join(" ")}` });
+    text: (a) => `${a.name} ${a.id} ${domainEntries(a).map((d) => d.name).join(" ")}` });
   $("sign-in-form").addEventListener("submit", signIn);
   $("sign-out").addEventListener("click", signOut);
   for (const section of [...SECTIONS, audit]) section.init(ctx);

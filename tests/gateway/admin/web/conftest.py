@@ -40,6 +40,7 @@ from tests.gateway.harness import (
     running_gateway,
     upstream_server,
 )
+from tests.support.dns_server import TxtServer, txt_server
 
 CHROMIUM = "/usr/bin/chromium"
 # Without the background-networking switches Chromium tries Google's hosts at start, which
@@ -55,12 +56,14 @@ PHONE = ViewportSize(width=390, height=844)
 
 @dataclass
 class WebEnv:
-    """The running gateway, the page's address and an operator key."""
+    """The running gateway, the page's address, an operator key, and the DNS server the
+    gateway asks for domain challenges (``dns.resolvers``)."""
 
     gateway: Gateway
     base: str
     root_pem: str
     operator: str
+    dns: TxtServer
 
     @property
     def store(self) -> CertStore:
@@ -94,14 +97,18 @@ def unique_domain(label: str = "shop") -> str:
 async def web_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[WebEnv]:
     data = tmp_path_factory.mktemp("web-gateway")
     await init_store(data)
-    async with upstream_server() as up_port:
-        listener = {"name": "web", "kind": "https", "bind": "127.0.0.1:0",
-                    "upstream": f"http://127.0.0.1:{up_port}"}
-        admin = {"bind": "127.0.0.1:0", "max_upload_bytes": 300 * 1024}
-        async with running_gateway(data, [listener], admin=admin) as gw:
-            _, operator = await gw.store.create_api_key(role="operator")
-            yield WebEnv(gateway=gw, base=f"https://127.0.0.1:{gw.admin_port}",
-                         root_pem=root_pem(gw.store.ca_root).decode(), operator=operator)
+    with txt_server() as dns_server:
+        async with upstream_server() as up_port:
+            listener = {"name": "web", "kind": "https", "bind": "127.0.0.1:0",
+                        "upstream": f"http://127.0.0.1:{up_port}"}
+            admin = {"bind": "127.0.0.1:0", "max_upload_bytes": 300 * 1024}
+            # Challenges are looked up only on request ("Check DNS"), in the test's DNS.
+            dns = {"resolvers": [dns_server.address], "timeout_s": 5.0, "check_interval_s": 0}
+            async with running_gateway(data, [listener], admin=admin, dns=dns) as gw:
+                _, operator = await gw.store.create_api_key(role="operator")
+                yield WebEnv(gateway=gw, base=f"https://127.0.0.1:{gw.admin_port}",
+                             root_pem=root_pem(gw.store.ca_root).decode(),
+                             operator=operator, dns=dns_server)
 
 
 async def admin_spki_pin(env: WebEnv) -> str:

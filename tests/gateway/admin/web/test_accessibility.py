@@ -72,6 +72,14 @@ async def test_axe_finds_no_serious_violation(tab: Tab, web_env: WebEnv,
         {"name": "bad.pfx", "mimeType": "application/x-pkcs12", "buffer": b"not a pfx"})
     await chains.get_by_role("button", name="Import", exact=True).click()
     await expect(page.locator("#chain-import-error")).not_to_be_empty()
+    # A pending domain with its DNS challenge and a "Check DNS" refusal beside it.
+    pending = unique_domain("a11y-pending")
+    account_section = page.get_by_role("region", name="Account:")
+    await account_section.get_by_label("New domain").fill(pending)
+    await account_section.get_by_role("button", name="Add domain").click()
+    await account_section.get_by_role("button", name=f"Check DNS for {pending}").click()
+    await expect(page.locator("#domain-list").get_by_role("alert")).to_contain_text(
+        "domain-unverified")
     assert await axe_violations(page) == []
     await no_sideways_scroll(page)
     await tab.shot(f"13-customer-{wide}px")
