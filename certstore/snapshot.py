@@ -43,6 +43,9 @@ class ServedChain:
     sealed_key: bytes = field(repr=False)
     key_type: str
     fingerprint_sha256: str
+    created_ts: float = 0.0
+    """When the chain was stored: of two chains expiring in the same second (two generated
+    within one second), the newer one is served."""
 
     def valid_at(self, ts: float) -> bool:
         """True when the leaf is valid at Unix time ``ts``."""
@@ -80,7 +83,8 @@ def _account_keys(entry: AccountEntry) -> dict[_Key, tuple[ServedChain, ...]]:
     out: dict[_Key, tuple[ServedChain, ...]] = {}
     for key, chains in grouped.items():
         bound = entry.bindings.get(key[1])
-        chains.sort(key=lambda c: (c.chain_id != bound, -c.not_after_ts, c.chain_id))
+        chains.sort(key=lambda c: (c.chain_id != bound, -c.not_after_ts, -c.created_ts,
+                                   c.chain_id))
         out[key] = tuple(chains)
     return out
 

@@ -423,4 +423,5 @@ def _served(chain: Chain, sealed: bytes) -> ServedChain:
                        not_before_ts=chain.not_before.timestamp(),
                        not_after_ts=chain.not_after.timestamp(),
                        chain_pem=chain.chain_pem.encode(), sealed_key=sealed,
-                       key_type=chain.key_type, fingerprint_sha256=chain.fingerprint_sha256)
+                       key_type=chain.key_type, fingerprint_sha256=chain.fingerprint_sha256,
+                       created_ts=chain.created_at.timestamp())

@@ -199,3 +199,15 @@ def test_incremental_updates_serve_what_a_fresh_build_serves(data: st.DataObject
             assert snap.owner(name) == fresh.owner(name), name
     for account in ACCOUNT_PARENTS:
         assert snap.selected(account, now=NOW) == fresh.selected(account, now=NOW)
+
+
+def test_of_two_chains_expiring_in_the_same_second_the_newer_is_served() -> None:
+    """Two chains generated within one second carry the same not_after (certificate times
+    have one-second precision): the one stored last is what the admin just asked for."""
+    import dataclasses
+
+    older = dataclasses.replace(chain("aa-older", "a", "a.com"), created_ts=NOW - 0.5)
+    newer = dataclasses.replace(chain("zz-newer", "a", "a.com"), created_ts=NOW)
+    for order in ((older, newer), (newer, older)):
+        snap = Snapshot.build([entry("a", {"a.com"}, *order)], seq=1)
+        assert snap.select("a.com") is newer
