@@ -17,27 +17,20 @@ from certstore.lifecycle import Lifetimes
 from certstore.renewal import LIFECYCLE_ACTOR
 from certstore.store import CertStore
 from tests.certfactory import Issued, make_leaf, p12
+from tests.support.clock import MovableClock
 
 DAY = dt.timedelta(days=1)
 
 
-class Clock:
-    """A clock the test moves."""
 
-    def __init__(self) -> None:
-        self.now = dt.datetime.now(dt.UTC)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
+@pytest.fixture
+def clock() -> MovableClock:
+    return MovableClock()
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-async def timed(tmp_path: Path, master_key: bytes, clock: Clock) -> AsyncIterator[CertStore]:
+async def timed(tmp_path: Path, master_key: bytes,
+                clock: MovableClock) -> AsyncIterator[CertStore]:
     """A store on a clock the test moves."""
     store, _ = await CertStore.initialize(tmp_path / "certgate.sqlite", master_key,
                                           ca_key_type="ecdsa-p256", clock=clock)
@@ -123,7 +116,7 @@ async def test_only_generated_chains_of_the_account_are_renewed(
 
 
 async def test_renewal_is_due_at_the_renewal_point_and_runs_once_among_concurrent_workers(
-        tmp_path: Path, master_key: bytes, timed: CertStore, clock: Clock) -> None:
+        tmp_path: Path, master_key: bytes, timed: CertStore, clock: MovableClock) -> None:
     acc = await timed.create_account(name="A", kind="customer", domains=["a.test"])
     chain = await timed.generate_chain(acc.id, purpose="tls", domain="a.test")
     clock.now += 60 * DAY
@@ -157,7 +150,7 @@ async def test_a_renewal_that_fails_leaves_the_working_chain(timed: CertStore) -
 
 
 async def test_expiring_chains_are_listed_counted_and_noticed_once_per_stage(
-        timed: CertStore, clock: Clock, intermediate_ca: Issued) -> None:
+        timed: CertStore, clock: MovableClock, intermediate_ca: Issued) -> None:
     acc = await timed.create_account(name="A", kind="customer", domains=["a.test", "b.test"])
     soon = await timed.import_chain(acc.id, p12(make_leaf(
         intermediate_ca, dns=["a.test"], not_before=clock.now - DAY,
@@ -186,7 +179,7 @@ async def test_expiring_chains_are_listed_counted_and_noticed_once_per_stage(
 
 
 async def test_expired_chain_is_never_served_while_a_valid_one_exists(
-        timed: CertStore, intermediate_ca: Issued, clock: Clock) -> None:
+        timed: CertStore, intermediate_ca: Issued, clock: MovableClock) -> None:
     acc = await timed.create_account(name="A", kind="customer", domains=["a.test"])
     valid = await timed.import_chain(acc.id, p12(make_leaf(
         intermediate_ca, dns=["a.test"], not_before=clock.now - DAY,
@@ -204,7 +197,7 @@ async def test_expired_chain_is_never_served_while_a_valid_one_exists(
 
 
 async def test_the_lifecycle_lease_has_one_holder_until_it_runs_out(
-        timed: CertStore, clock: Clock) -> None:
+        timed: CertStore, clock: MovableClock) -> None:
     assert await timed.claim_lease("lifecycle", "node-a:1", dt.timedelta(minutes=3))
     assert not await timed.claim_lease("lifecycle", "node-b:2", dt.timedelta(minutes=3))
     assert await timed.claim_lease("lifecycle", "node-a:1", dt.timedelta(minutes=3))  # renewed

@@ -22,22 +22,10 @@ from gateway.lifecycle import Lifecycle, backoff_s
 from gateway.observe import Metrics
 from tests.certfactory import Issued, make_leaf, p12
 from tests.gateway.harness import init_store, running_gateway
+from tests.support.clock import MovableClock
 
 DAY = dt.timedelta(days=1)
 
-
-class Clock:
-    """Wall clock (for the store) and monotonic clock (for backoff), moved by the test."""
-
-    def __init__(self) -> None:
-        self.now = dt.datetime.now(dt.UTC)
-        self.mono = 1000.0
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.mono
 
 
 @pytest.fixture
@@ -53,7 +41,7 @@ def _metrics() -> Metrics:
 async def test_a_failing_renewal_is_retried_with_backoff_and_keeps_the_chain(
         shared_db: tuple[Path, bytes], caplog: pytest.LogCaptureFixture) -> None:
     path, key = shared_db
-    clock = Clock()
+    clock = MovableClock()
     store = await CertStore.open(path, key, clock=clock)
     try:
         acc = await store.create_account(name="A", kind="customer", domains=["a.test", "b.test"])
@@ -87,7 +75,7 @@ async def test_a_failing_renewal_is_retried_with_backoff_and_keeps_the_chain(
 async def test_two_workers_renew_each_due_chain_exactly_once(
         shared_db: tuple[Path, bytes]) -> None:
     path, key = shared_db
-    clock = Clock()
+    clock = MovableClock()
     stores = [await CertStore.open(path, key, clock=clock) for _ in range(2)]
     try:
         acc = await stores[0].create_account(name="A", kind="customer",

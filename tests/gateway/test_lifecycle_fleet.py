@@ -17,23 +17,17 @@ from certstore.store import CertStore
 from gateway.config import LifecycleConfig
 from gateway.lifecycle import Lifecycle
 from gateway.observe import Metrics
+from tests.support.clock import MovableClock
 from tests.support.postgres import PgServer, pg_server  # noqa: F401
 
 DAY = dt.timedelta(days=1)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = dt.datetime.now(dt.UTC)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def nodes(request: pytest.FixtureRequest, pg_server: PgServer,  # noqa: F811
                 tmp_path: Path, master_key: bytes
-                ) -> AsyncIterator[tuple[list[CertStore], Clock]]:
+                ) -> AsyncIterator[tuple[list[CertStore], MovableClock]]:
     """Two nodes' store connections to one database, on a clock the test moves."""
     database = None
     if request.param == "sqlite":
@@ -42,7 +36,7 @@ async def nodes(request: pytest.FixtureRequest, pg_server: PgServer,  # noqa: F8
         database = await pg_server.new_database()
         location = PgLocation.parse(pg_server.url(database),
                                     password_file=pg_server.password_file)
-    clock = Clock()
+    clock = MovableClock()
     first, _ = await CertStore.initialize(location, master_key, ca_key_type="ecdsa-p256",
                                           clock=clock)
     second = await CertStore.open(location, master_key, clock=clock)
@@ -56,7 +50,7 @@ async def nodes(request: pytest.FixtureRequest, pg_server: PgServer,  # noqa: F8
 
 
 async def test_two_nodes_renew_each_due_chain_exactly_once(
-        nodes: tuple[list[CertStore], Clock]) -> None:
+        nodes: tuple[list[CertStore], MovableClock]) -> None:
     (a, b), clock = nodes
     acc = await a.create_account(name="A", kind="customer", domains=["a.test", "b.test"])
     chains = [await a.generate_chain(acc.id, purpose="tls", domain=d)
@@ -77,7 +71,7 @@ async def test_two_nodes_renew_each_due_chain_exactly_once(
 
 
 async def test_two_nodes_renewing_one_chain_at_once_make_one_successor(
-        nodes: tuple[list[CertStore], Clock]) -> None:
+        nodes: tuple[list[CertStore], MovableClock]) -> None:
     (a, b), clock = nodes
     acc = await a.create_account(name="A", kind="customer", domains=["a.test"])
     chain = await a.generate_chain(acc.id, purpose="tls", domain="a.test")
