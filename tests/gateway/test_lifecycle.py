@@ -21,7 +21,7 @@ from gateway.config import LifecycleConfig
 from gateway.lifecycle import Lifecycle, backoff_s
 from gateway.observe import Metrics
 from tests.certfactory import Issued, make_leaf, p12
-from tests.gateway.harness import init_store, running_gateway
+from tests.gateway.harness import init_store, running_gateway, upstream_server
 from tests.support.clock import MovableClock
 
 DAY = dt.timedelta(days=1)
@@ -110,17 +110,8 @@ async def receiver() -> AsyncIterator[tuple[int, list[dict[str, Any]], asyncio.E
         delivered.set()
         return web.Response(status=204)
 
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with upstream_server(hook) as port:
         yield port, received, delivered
-    finally:
-        await runner.cleanup()
 
 
 async def test_an_expiring_import_is_notified_to_the_webhook_once(
