@@ -329,17 +329,8 @@ class CertStore(TrustStore, AccessStore, PkiOps, DomainOps, RenewalOps, SessionS
     async def account_entries(self, account_ids: Iterable[str] | None = None
                               ) -> list[AccountEntry]:
         """Snapshot input for the given accounts (all when None); missing ones are absent."""
-        ids = None if account_ids is None else list(account_ids)
-        accounts = await self._db.accounts(ids)
-        served: dict[str, list[ServedChain]] = {}
-        for chain, sealed in await self._db.served_rows(ids):
-            served.setdefault(chain.account_id, []).append(_served(chain, sealed))
-        bindings: dict[str, dict[str, str]] = {}
-        for acc, domain, chain_id in await self._db.bindings(ids):
-            bindings.setdefault(acc, {})[domain] = chain_id
-        return [AccountEntry(account_id=a.id, domains=frozenset(a.domains),
-                             bindings=bindings.get(a.id, {}),
-                             chains=tuple(served.get(a.id, ()))) for a in accounts]
+        return await self._db.snapshot_entries(None if account_ids is None
+                                               else list(account_ids))
 
     async def snapshot(self) -> Snapshot:
         """A full selection snapshot; its ``seq`` is read first, so no change is missed."""

@@ -15,6 +15,7 @@ from certstore.audit import ApiKey, AuditRecord
 from certstore.lifecycle import ChainDates
 from certstore.model import Account, Chain, Change, PendingDomain, PkiSettings, TrustedCA
 from certstore.persistence.conn import Conn, Row
+from certstore.snapshot import AccountEntry, ServedChain
 
 CHAIN_COLUMNS = ("id, account_id, purpose, origin, key_type, dns_names, subject, issuer, "
                   "serial, not_before, not_after, fingerprint, chain_pem, created_at")
@@ -170,15 +171,44 @@ class Reads:
         row = await self._one("SELECT sealed_key FROM chains WHERE id = ?", (chain_id,))
         return None if row is None else bytes(row[0])
 
-    async def served_rows(self, account_ids: Iterable[str] | None = None
-                          ) -> list[tuple[Chain, bytes]]:
-        """TLS chains with their sealed keys, for building the selection snapshot."""
-        sql = f"SELECT {CHAIN_COLUMNS}, sealed_key FROM chains WHERE purpose = 'tls'"
+    async def snapshot_entries(self, account_ids: Iterable[str] | None = None
+                               ) -> list[AccountEntry]:
+        """The selection snapshot's input for these accounts (all when None; missing ones
+        are absent), ordered by account id.
+
+        Start-up reads every tenant through here, so it stays lean: three plain statements
+        and no :class:`Account` or :class:`Chain` values (their checks ran when the rows were
+        written). Only verified domains count, and only TLS chains, with their sealed keys.
+        """
+        wanted = None if account_ids is None else list(account_ids)
         args: list[Any] = []
-        if account_ids is not None:
-            cond, args = self._in("account_id", account_ids)
-            sql += " AND " + cond
-        return [(_chain(r), bytes(r[14])) for r in await self._all(sql, args)]
+        acc_cond = dom_cond = chain_cond = ""
+        if wanted is not None:
+            cond, args = self._in("account_id", wanted)
+            acc_cond = " WHERE " + self._in("id", wanted)[0]
+            dom_cond = chain_cond = " AND " + cond
+        ids = sorted(r[0] for r in await self._all("SELECT id FROM accounts" + acc_cond, args))
+        domains: dict[str, set[str]] = {}
+        for acc, name in await self._all(
+                "SELECT account_id, name FROM domains WHERE status = 'verified'" + dom_cond,
+                args):
+            domains.setdefault(acc, set()).add(name)
+        chains: dict[str, list[ServedChain]] = {}
+        for r in await self._all(
+                "SELECT id, account_id, dns_names, not_before, not_after, chain_pem, "
+                "sealed_key, key_type, fingerprint, created_at FROM chains WHERE purpose = "
+                f"'tls'{chain_cond} ORDER BY rowid", args):
+            chains.setdefault(r[1], []).append(ServedChain(
+                chain_id=r[0], account_id=r[1], names=tuple(json.loads(r[2])),
+                not_before_ts=_dt(r[3]).timestamp(), not_after_ts=_dt(r[4]).timestamp(),
+                chain_pem=r[5].encode(), sealed_key=bytes(r[6]), key_type=r[7],
+                fingerprint_sha256=r[8], created_ts=_dt(r[9]).timestamp()))
+        bindings: dict[str, dict[str, str]] = {}
+        for acc, domain, chain_id in await self.bindings(wanted):
+            bindings.setdefault(acc, {})[domain] = chain_id
+        return [AccountEntry(account_id=a, domains=frozenset(domains.get(a, ())),
+                             bindings=bindings.get(a, {}), chains=tuple(chains.get(a, ())))
+                for a in ids]
 
     async def pki(self, account_id: str) -> PkiSettings:
         """An account's PKI settings."""
