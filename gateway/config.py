@@ -199,6 +199,9 @@ class AdminConfig(_Model):
     crypto_queue: int = Field(default=16, gt=0)
     # CPU seconds one crypto job may use before its worker is killed (gateway.admin.workers).
     crypto_job_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    # Workers at SCHED_IDLE: handshakes always win a core. False: the gateway's own
+    # priority, for a host whose cores are never idle (SCHED_IDLE work waits for minutes).
+    crypto_lowest_priority: bool = True
     max_mutations_per_key: int = Field(default=2, gt=0)
     max_mutations_per_account: int = Field(default=2, gt=0)
 

@@ -294,7 +294,8 @@ class Gateway:
         # (issue 10): the handshakes of every listener never wait for an import.
         if admin.crypto_workers:  # 0 keeps the in-thread default, to measure the difference
             self._offload = ProcessOffload(admin.crypto_workers, queue=admin.crypto_queue,
-                                           job_timeout_s=admin.crypto_job_timeout_s)
+                                           job_timeout_s=admin.crypto_job_timeout_s,
+                                           lowest_priority=admin.crypto_lowest_priority)
             self.store.offload = self._offload
         limits = MutationLimits(per_key=admin.max_mutations_per_key,
                                 per_account=admin.max_mutations_per_account)

@@ -105,14 +105,15 @@ _table: Any = None  # the pool's shared table: [pid, running job id] per worker
 _slot = -1
 
 
-def _child_init(table: Any) -> None:
+def _child_init(table: Any, lowest_priority: bool = True) -> None:
     # Lowest priority: the serving process must win a contended core (see module doc).
     # SCHED_IDLE (Linux) runs the worker only on CPU time nothing else at a normal
     # priority wants; the nice value is the fallback where that policy is not available.
-    with contextlib.suppress(OSError):
-        os.nice(WORKER_NICE)
-    with contextlib.suppress(OSError, AttributeError):
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    if lowest_priority:
+        with contextlib.suppress(OSError):
+            os.nice(WORKER_NICE)
+        with contextlib.suppress(OSError, AttributeError):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     # A worker holds decrypted keys: a job killed by its CPU limit must not dump them.
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     # SIGXCPU must kill (its default): a Python handler would only run once the native
@@ -171,7 +172,10 @@ class ProcessOffload:
     bounded to ``job_timeout_s`` seconds of CPU."""
 
     def __init__(self, workers: int, *, queue: int,
-                 job_timeout_s: float = DEFAULT_JOB_TIMEOUT_S) -> None:
+                 job_timeout_s: float = DEFAULT_JOB_TIMEOUT_S,
+                 lowest_priority: bool = True) -> None:
+        """``lowest_priority=False`` keeps the workers at the serving process's priority: on
+        a machine whose cores are always busy, ``SCHED_IDLE`` work may wait for minutes."""
         if workers < 1 or queue < 1:
             raise ValueError("workers and queue must be at least 1")
         if job_timeout_s <= 0:
@@ -179,6 +183,7 @@ class ProcessOffload:
         self.workers = workers
         self.queue = queue
         self.job_timeout_s = job_timeout_s
+        self.lowest_priority = lowest_priority
         self._pool: _Pool | None = None
         self._closed = False
         self._pending = 0
@@ -213,7 +218,8 @@ class ProcessOffload:
         context.set_forkserver_preload(["certstore.offload", "gateway.admin.workers"])
         table = context.Array("q", 2 * self.workers)
         pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context,
-                                   initializer=_child_init, initargs=(table,))
+                                   initializer=_child_init,
+                                   initargs=(table, self.lowest_priority))
         # One job per worker, all submitted from this thread, so that the workers are
         # started here (later forks from the warm server take milliseconds).
         for future in [pool.submit(os.getpid) for _ in range(self.workers)]:
