@@ -28,7 +28,7 @@ async def _request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -
     return head
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=130)
 @pytest.mark.timeout(300)  # the renewal point is 2 minutes in
 async def test_a_three_minute_chain_is_renewed_by_the_running_gateway(tmp_path: Path) -> None:
     port, admin = _free_port(), _free_port()

@@ -107,6 +107,7 @@ def _config(ids: dict[str, list[str]]) -> str:
     return "\n".join(lines).replace("'", '"') + "\n"
 
 
+@pytest.mark.slow(seconds=30)
 @pytest.mark.timeout(900)  # ~40 s on an idle machine; a loaded one is slow, not wrong
 async def test_schemathesis_finds_no_server_error_and_no_contract_break(
         admin: AdminEnv, tmp_path: Path) -> None:

@@ -53,6 +53,7 @@ async def _load(nodes: list[Node], stop: asyncio.Event, counts: dict[str, int],
                 errors.append(f"{node.name}: {e!r}")
 
 
+@pytest.mark.slow(seconds=40)
 async def test_database_outage_under_handshake_load(tmp_path: Path,
                                                     own_server: PgServer) -> None:
     name = await own_server.new_database()

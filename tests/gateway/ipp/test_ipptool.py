@@ -325,6 +325,7 @@ def test_ipp_answers_name_the_gateway_not_the_printer(
     assert out.stdout == "200 image/png", out.stdout + out.stderr
 
 
+@pytest.mark.slow(seconds=36)
 def test_ipptool_verdicts_are_identical_direct_and_through_the_gateway(
         gateway: Gateway, ippeveprinter: IppEvePrinter, netns: NetNamespace,
         tmp_path: Path) -> None:
