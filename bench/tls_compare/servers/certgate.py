@@ -42,7 +42,7 @@ if str(ROOT) not in sys.path:
 from certstore.keys import key_to_der  # noqa: E402
 from certstore.model import Account, Chain  # noqa: E402
 from certstore.persistence.keyfile import create_master_key, read_master_key  # noqa: E402
-from certstore.persistence.sqlite import Database  # noqa: E402
+from certstore.persistence.location import open_database  # noqa: E402
 from certstore.sealing import Sealer, record_aad  # noqa: E402
 from certstore.store import CertStore  # noqa: E402
 from certstore.x509info import describe, key_type  # noqa: E402
@@ -56,7 +56,7 @@ async def _bulk_load(db_path: Path, master_key: bytes, tenants: TenantSet) -> di
     store, _ = await CertStore.initialize(db_path, master_key, ca_key_type="ecdsa-p256")
     await store.close()
     sealer = Sealer(master_key)
-    db = await Database.open(db_path)
+    db = await open_database(db_path)
     now = dt.datetime.now(dt.UTC)
     ids: dict[str, str] = {}
     try:
@@ -80,7 +80,7 @@ async def _bulk_load(db_path: Path, master_key: bytes, tenants: TenantSet) -> di
                               not_before=leaf.not_before, not_after=leaf.not_after,
                               fingerprint_sha256=leaf.fingerprint_sha256,
                               chain_pem=pem.decode(), created_at=now)
-                sealed = sealer.seal(key_to_der(key),  # type: ignore[arg-type]
+                sealed = sealer.seal(key_to_der(key),
                                      aad=record_aad("chain", chain_id, account_id))
                 await w.insert_chain(chain, sealed)
                 ids[tenant.name] = account_id
