@@ -11,6 +11,10 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	# Bytecode for certgate's own modules, written even where PYTHONDONTWRITEBYTECODE is set
+	# (an editable install is not compiled by pip): without it every `certgate` start
+	# compiles ~90 modules from source, ~0.2 s. Python ignores a .pyc older than its source.
+	$(PY) -m compileall -q certstore gateway
 	touch $@
 
 install: $(VENV)/.installed
