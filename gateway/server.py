@@ -132,22 +132,18 @@ class Gateway:
 
     async def _start(self) -> None:
         started = time.monotonic()
-        # The gateway's own chains need key generation (RSA-2048 for the no-SNI default:
-        # 10-130 ms): it runs in a thread while the snapshot loads.
-        own = asyncio.create_task(self._own_chains())
         # Start-up allocates ~10 objects per tenant and none of them is garbage: with the
         # collector off, loading 10,000 tenants does not rescan them (about a third of the
         # load's time otherwise). The modules imported so far are frozen out of its scans.
         gc.freeze()
         gc.disable()
         try:
-            self.ref.snapshot = await self.store.snapshot()
-        except BaseException:
-            own.cancel()
-            raise
+            # The gateway's own chains need key generation (RSA-2048 for the no-SNI default:
+            # 10-130 ms): it runs in a thread while the snapshot loads.
+            self.ref.snapshot, admin_chain = await asyncio.gather(
+                self.store.snapshot(), self._own_chains())
         finally:
             gc.enable()
-        self._generated_default, admin_chain = await own
         watch_dir = self.store.database.watch_directory
         # PostgreSQL: NOTIFY wakes the follower; the poll is only the slow safety net.
         follower = Follower(self.store, self.ref, poll_s=self.config.store_poll_interval_s
@@ -239,23 +235,24 @@ class Gateway:
                                   f"{cfg.default_chain!r}", key=f"listeners.{index}.default_chain"
                                   ) from e
             return self.cache.get(served, policy)
+        return chain_context(*await self._generated_default_chain(), policy)
+
+    async def _generated_default_chain(self) -> tuple[ServedChain, bytes]:
+        """The chain for clients without SNI on listeners that name none, made once (never
+        stored; RSA: old terminals want it)."""
         if self._generated_default is None:
             binds = [c.bind for c in self.config.listeners]
             self._generated_default = await self.store.ephemeral_chain(
                 name=DEFAULT_NAME, ip_addresses=_bind_ips(binds))
-        served, key = self._generated_default
-        return chain_context(served, key, policy)
+        return self._generated_default
 
-    async def _own_chains(self) -> tuple[tuple[ServedChain, bytes] | None,
-                                         tuple[ServedChain, bytes] | None]:
-        """The chains the gateway makes for itself, never stored: the default for clients
-        without SNI (when a listener names none; RSA, old terminals want it) and the admin
-        API's. Generated side by side."""
-        async def default() -> tuple[ServedChain, bytes] | None:
-            if all(c.default_chain is not None for c in self.config.listeners):
-                return None
-            return await self.store.ephemeral_chain(
-                name=DEFAULT_NAME, ip_addresses=_bind_ips([c.bind for c in self.config.listeners]))
+    async def _own_chains(self) -> tuple[ServedChain, bytes] | None:
+        """Make the chains the gateway makes for itself side by side: the no-SNI default
+        (when a listener needs it) and the admin API's, which is returned (None without an
+        admin API)."""
+        async def default() -> None:
+            if any(c.default_chain is None for c in self.config.listeners):
+                await self._generated_default_chain()
 
         async def admin() -> tuple[ServedChain, bytes] | None:
             if self.config.admin is None:
@@ -264,8 +261,8 @@ class Gateway:
                 name="localhost", ip_addresses=_bind_ips([self.config.admin.bind]),
                 key_type="ecdsa-p256")
 
-        made_default, made_admin = await asyncio.gather(default(), admin())
-        return made_default, made_admin
+        _, made_admin = await asyncio.gather(default(), admin())
+        return made_admin
 
     async def _start_listener(self, cfg: ListenerConfig,
                               config: Config | None = None) -> Listener:

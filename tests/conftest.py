@@ -24,7 +24,6 @@ settings.register_profile("certgate", deadline=None,
 settings.load_profile("certgate")
 
 
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The files of ``slow`` tests first, longest first (``@pytest.mark.slow(seconds=N)``,
     N measured on an idle machine). `make test`'s two workers take whole files in this order

@@ -80,6 +80,8 @@ admin:
                                       "upstream": "http://h:1", "ipp_max_attributes_bytes": 10}]},
      "listeners.0.ipp_max_attributes_bytes"),
     ({"data_dir": "v", "admin": {"bind": "example.com:80"}}, "admin.bind"),
+    ({"data_dir": "v", "admin": {"crypto_lowest_priority": "maybe"}},
+     "admin.crypto_lowest_priority"),
     ({"data_dir": "v", "ca": {"key_type": "dsa"}}, "ca.key_type"),
 ])
 def test_bad_config_names_the_key(doc: dict[str, object], key: str) -> None:

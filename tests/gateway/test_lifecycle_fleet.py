@@ -11,42 +11,32 @@ from pathlib import Path
 import pytest
 
 from certstore.errors import Conflict, NotFound
-from certstore.persistence.pgurl import PgLocation
 from certstore.snapshot import Snapshot
 from certstore.store import CertStore
 from gateway.config import LifecycleConfig
 from gateway.lifecycle import Lifecycle
 from gateway.observe import Metrics
 from tests.support.clock import MovableClock
-from tests.support.postgres import PgServer, pg_server  # noqa: F401
+from tests.support.postgres import BACKENDS, PgServer, pg_server, store_location  # noqa: F401
 
 DAY = dt.timedelta(days=1)
 
 
-
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 async def nodes(request: pytest.FixtureRequest, pg_server: PgServer,  # noqa: F811
                 tmp_path: Path, master_key: bytes
                 ) -> AsyncIterator[tuple[list[CertStore], MovableClock]]:
     """Two nodes' store connections to one database, on a clock the test moves."""
-    database = None
-    if request.param == "sqlite":
-        location: Path | PgLocation = tmp_path / "certgate.sqlite"
-    else:
-        database = await pg_server.new_database()
-        location = PgLocation.parse(pg_server.url(database),
-                                    password_file=pg_server.password_file)
     clock = MovableClock()
-    first, _ = await CertStore.initialize(location, master_key, ca_key_type="ecdsa-p256",
-                                          clock=clock)
-    second = await CertStore.open(location, master_key, clock=clock)
-    try:
-        yield [first, second], clock
-    finally:
-        await first.close()
-        await second.close()
-        if database is not None:
-            await pg_server.drop_database(database)
+    async with store_location(request.param, tmp_path, pg_server) as location:
+        first, _ = await CertStore.initialize(location, master_key, ca_key_type="ecdsa-p256",
+                                              clock=clock)
+        second = await CertStore.open(location, master_key, clock=clock)
+        try:
+            yield [first, second], clock
+        finally:
+            await first.close()
+            await second.close()
 
 
 async def test_two_nodes_renew_each_due_chain_exactly_once(

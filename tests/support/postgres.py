@@ -9,6 +9,7 @@ dropped afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import os
@@ -18,12 +19,14 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
 import pytest
+
+from certstore.persistence.pgurl import PgLocation
 
 
 @functools.cache
@@ -140,6 +143,24 @@ class PgServer:
     def client_env(self) -> dict[str, str]:
         """Environment for a certgate process that uses this server (``PGPASSWORD``)."""
         return {**os.environ, "PGPASSWORD": self.password}
+
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+@contextlib.asynccontextmanager
+async def store_location(backend: str, tmp_path: Path,
+                         server: PgServer) -> AsyncIterator[Path | PgLocation]:
+    """Where a test's store lives on ``backend`` (one of :data:`BACKENDS`): a SQLite file in
+    ``tmp_path``, or a fresh database on ``server``, dropped afterwards."""
+    if backend == "sqlite":
+        yield tmp_path / "certgate.sqlite"
+        return
+    database = await server.new_database()
+    try:
+        yield PgLocation.parse(server.url(database), password_file=server.password_file)
+    finally:
+        await server.drop_database(database)
 
 
 _shared: list[PgServer] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import ssl
 from collections.abc import AsyncIterator, Mapping
@@ -110,14 +111,15 @@ def admin_context(root: str) -> ssl.SSLContext:
     return ctx
 
 
-@pytest.fixture
-async def admin(tmp_path: Path) -> AsyncIterator[AdminEnv]:
-    """A gateway with an ``https`` tenant listener and the admin listener on loopback."""
+@contextlib.asynccontextmanager
+async def admin_env(tmp_path: Path, **admin_settings: Any) -> AsyncIterator[AdminEnv]:
+    """A gateway with an ``https`` tenant listener and the admin listener on loopback
+    (``admin_settings`` beside its bind), and an operator's client that verifies it."""
     await init_store(tmp_path)
     async with upstream_server() as up_port:
         listener = {"name": "web", "kind": "https", "bind": "127.0.0.1:0",
                     "upstream": f"http://127.0.0.1:{up_port}"}
-        admin_cfg = {"bind": "127.0.0.1:0", "max_upload_bytes": MAX_UPLOAD_BYTES}
+        admin_cfg = {"bind": "127.0.0.1:0", **admin_settings}
         async with running_gateway(tmp_path, [listener], admin=admin_cfg) as gw:
             root = root_pem(gw.store.ca_root).decode()
             connector = aiohttp.TCPConnector(ssl=admin_context(root))
@@ -125,3 +127,10 @@ async def admin(tmp_path: Path) -> AsyncIterator[AdminEnv]:
                 _, operator = await gw.store.create_api_key(role="operator")
                 api = Api(session, f"https://127.0.0.1:{gw.admin_port}", operator)
                 yield AdminEnv(gateway=gw, api=api, root_pem=root, upstream_port=up_port)
+
+
+@pytest.fixture
+async def admin(tmp_path: Path) -> AsyncIterator[AdminEnv]:
+    """A gateway with an ``https`` tenant listener and the admin listener on loopback."""
+    async with admin_env(tmp_path, max_upload_bytes=MAX_UPLOAD_BYTES) as env:
+        yield env

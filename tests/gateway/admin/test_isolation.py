@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12 as crypto_pkcs12
@@ -27,9 +26,8 @@ from gateway.admin.app import LIMITS
 from gateway.admin.workers import ProcessOffload
 from tests.certfactory import Issued, make_leaf, p12
 from tests.certstore import p12tools
-from tests.gateway.admin.conftest import AdminEnv, Api, admin_context
+from tests.gateway.admin.conftest import AdminEnv, admin_context, admin_env
 from tests.gateway.admin.test_workflow import p12_form
-from tests.gateway.harness import init_store, root_pem, running_gateway, upstream_server
 
 ACCOUNTS = "/api/v1/accounts"
 PASSWORD = "slow-file-pw"
@@ -56,19 +54,9 @@ def heavy_file(leaf: Issued) -> bytes:
 @pytest.fixture
 async def gw(tmp_path: Path) -> AsyncIterator[AdminEnv]:
     """A gateway with tight limits: one mutation per key and per account, two workers."""
-    await init_store(tmp_path)
-    async with upstream_server() as up_port:
-        listener = {"name": "web", "kind": "https", "bind": "127.0.0.1:0",
-                    "upstream": f"http://127.0.0.1:{up_port}"}
-        admin_cfg = {"bind": "127.0.0.1:0", "max_upload_bytes": LIMIT, "crypto_workers": 2,
-                     "max_mutations_per_key": 1, "max_mutations_per_account": 1}
-        async with running_gateway(tmp_path, [listener], admin=admin_cfg) as gateway:
-            root = root_pem(gateway.store.ca_root).decode()
-            connector = aiohttp.TCPConnector(ssl=admin_context(root))
-            async with aiohttp.ClientSession(connector=connector) as session:
-                _, operator = await gateway.store.create_api_key(role="operator")
-                api = Api(session, f"https://127.0.0.1:{gateway.admin_port}", operator)
-                yield AdminEnv(gateway=gateway, api=api, root_pem=root, upstream_port=up_port)
+    async with admin_env(tmp_path, max_upload_bytes=LIMIT, crypto_workers=2,
+                         max_mutations_per_key=1, max_mutations_per_account=1) as env:
+        yield env
 
 
 async def _customer(env: AdminEnv, name: str, domain: str) -> tuple[str, str]:

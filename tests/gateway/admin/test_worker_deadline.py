@@ -12,7 +12,6 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from certstore.errors import InvalidCertificate
@@ -21,10 +20,9 @@ from certstore.pkcs12_walk import RULE
 from gateway.admin.workers import WORKER_NICE, ProcessOffload
 from gateway.errors import Unavailable
 from tests.certfactory import Issued, make_leaf, p12
-from tests.gateway.admin.conftest import AdminEnv, Api, admin_context
+from tests.gateway.admin.conftest import AdminEnv, Api, admin_env
 from tests.gateway.admin.hidden_bags import hidden_key_bag_file
 from tests.gateway.admin.test_workflow import p12_form
-from tests.gateway.harness import init_store, root_pem, running_gateway, upstream_server
 
 ACCOUNTS = "/api/v1/accounts"
 PASSWORD = "hidden-bag-pw"
@@ -144,20 +142,10 @@ def test_the_limit_must_be_positive() -> None:
 @pytest.fixture
 async def gw(tmp_path: Path) -> AsyncIterator[AdminEnv]:
     """A gateway whose crypto jobs may use one second of CPU each."""
-    await init_store(tmp_path)
-    async with upstream_server() as up_port:
-        listener = {"name": "web", "kind": "https", "bind": "127.0.0.1:0",
-                    "upstream": f"http://127.0.0.1:{up_port}"}
-        # Not SCHED_IDLE: the limit is measured here, not the priority (see the fixture).
-        admin_cfg = {"bind": "127.0.0.1:0", "crypto_workers": 2, "crypto_job_timeout_s": 1,
-                     "crypto_lowest_priority": False}
-        async with running_gateway(tmp_path, [listener], admin=admin_cfg) as gateway:
-            root = root_pem(gateway.store.ca_root).decode()
-            connector = aiohttp.TCPConnector(ssl=admin_context(root))
-            async with aiohttp.ClientSession(connector=connector) as session:
-                _, operator = await gateway.store.create_api_key(role="operator")
-                api = Api(session, f"https://127.0.0.1:{gateway.admin_port}", operator)
-                yield AdminEnv(gateway=gateway, api=api, root_pem=root, upstream_port=up_port)
+    # Not SCHED_IDLE: the limit is measured here, not the priority (see the fixture above).
+    async with admin_env(tmp_path, crypto_workers=2, crypto_job_timeout_s=1,
+                         crypto_lowest_priority=False) as env:
+        yield env
 
 
 async def _chain_ids(api: Api, base: str) -> set[str]:
